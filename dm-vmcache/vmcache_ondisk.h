@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-vmcache on-disk format.
+ *
+ * This header is shared by the kernel module and userspace (vmcachectl), so
+ * it uses only <linux/types.h> and plain C.  All multi-byte fields are
+ * little endian.  Every structure has its size checked at compile time.
+ *
+ * Layout of the cache device, in 4 KiB units ("pages"):
+ *
+ *   page 0, 1         superblock slots 0 and 1 (written alternately)
+ *   page 2 ...        mapping area A: nr_mpages pages
+ *   ...               mapping area B: nr_mpages pages (shadow copies)
+ *   data_start ...    nr_blocks cache blocks of block_size bytes
+ *
+ * Each mapping page holds VMC_ENTRIES_PER_PAGE 8-byte entries, one per
+ * cache block.  A commit writes every changed mapping page to the slot (A or
+ * B) that does NOT hold its newest committed copy, then writes the next
+ * superblock slot with PREFLUSH|FUA.  Loading takes the valid superblock with
+ * the highest sequence number and, for each mapping page, the valid copy with
+ * the highest sequence number not above the superblock's.  Nothing committed
+ * is ever overwritten in place, so a torn write of any size is detected by
+ * its checksum and the previous commit is used instead.
+ *
+ * Checksums are CRC-32C (Castagnoli) with seed 0xffffffff and a final
+ * inversion (the usual CRC-32C, CRC("123456789") == 0xe3069283), computed
+ * over the whole 4 KiB page with the csum field taken as zero.
+ */
+#ifndef VMCACHE_ONDISK_H
+#define VMCACHE_ONDISK_H
+
+#include <linux/types.h>
+
+#ifndef __KERNEL__
+#define __packed __attribute__((packed))
+#endif
+
+#define VMC_MAGIC		0x56434d4341434845ULL	/* "VCMCACHE" */
+#define VMC_VERSION_MIN		1
+#define VMC_VERSION_MAX		1
+#define VMC_VERSION		1
+
+#define VMC_PAGE_SIZE		4096u
+#define VMC_PAGE_SECTORS	(VMC_PAGE_SIZE >> 9)
+#define VMC_SB_SLOTS		2
+#define VMC_CRC_SEED		0xffffffffu
+
+/* Cache block size range, bytes.  A block has VMC_SUBBLOCKS sub-blocks. */
+#define VMC_BLOCK_SIZE_MIN	4096u
+#define VMC_BLOCK_SIZE_MAX	65536u
+#define VMC_BLOCK_SIZE_DEFAULT	4096u
+#define VMC_SUBBLOCKS		8
+
+/* Data area starts on a 1 MiB boundary (SSD erase-block friendly). */
+#define VMC_DATA_ALIGN_SECTORS	2048u
+
+/* Smallest usable cache: this many blocks. */
+#define VMC_MIN_BLOCKS		64u
+
+/* superblock flags */
+#define VMC_SB_CLEAN_SHUTDOWN	(1u << 0)	/* last detach committed cleanly */
+#define VMC_SB_NEEDS_CHECK	(1u << 1)	/* an I/O error hit the metadata */
+
+/* feature words: none defined yet; unknown incompat bits refuse to load */
+#define VMC_FEATURE_COMPAT_SUPP		0ULL
+#define VMC_FEATURE_COMPAT_RO_SUPP	0ULL
+#define VMC_FEATURE_INCOMPAT_SUPP	0ULL
+
+/* cache mode recorded in the superblock (informational, the table rules) */
+enum vmc_mode {
+	VMC_MODE_WRITETHROUGH = 0,
+	VMC_MODE_WRITEBACK = 1,
+	VMC_MODE_PASSTHROUGH = 2,
+};
+
+struct vmc_superblock {
+	__le32 csum;		/* CRC-32C of the page, this field as 0 */
+	__le32 flags;		/* VMC_SB_* */
+	__le64 location;	/* sector of this slot */
+	__le64 magic;		/* VMC_MAGIC, written last at format */
+	__le32 version;		/* format version of the writer */
+	__le32 mode;		/* enum vmc_mode at last commit */
+	__le64 compat;
+	__le64 compat_ro;
+	__le64 incompat;
+	__le64 seq;		/* commit sequence number, starts at 1 */
+	__u8 uuid[16];		/* random, identifies this cache */
+	__le32 block_size;	/* bytes, power of two */
+	__le32 nr_mpages;	/* mapping pages per area */
+	__le64 nr_blocks;	/* cache blocks in the data area */
+	__le64 data_start;	/* sector of cache block 0 */
+	__le64 cache_sectors;	/* size of the cache device at format */
+	__le64 origin_sectors;	/* size of the origin it caches */
+	__le64 nr_dirty;	/* dirty blocks at this commit (checked at load) */
+	__le64 nr_valid;	/* mapped blocks at this commit */
+	__le64 format_time;	/* seconds since the epoch */
+	__le64 commit_time;	/* seconds since the epoch */
+	__u8 pad[VMC_PAGE_SIZE - 152];
+} __packed;
+
+/*
+ * Mapping page header.  seq is the commit that wrote it, index the page
+ * number inside its area (so a misdirected write is caught).
+ */
+struct vmc_mpage_header {
+	__le32 csum;
+	__le32 index;
+	__le64 seq;
+} __packed;
+
+/*
+ * One mapping entry, 8 bytes:
+ *   bits  0..39  origin block number
+ *   bits 40..47  valid sub-block mask
+ *   bits 48..55  dirty sub-block mask (always a subset of valid)
+ *   bits 56..63  reserved, zero
+ * An entry with a zero valid mask maps nothing.
+ */
+#define VMC_ENTRY_OBLOCK_BITS	40
+#define VMC_ENTRY_OBLOCK_MASK	((1ULL << VMC_ENTRY_OBLOCK_BITS) - 1)
+#define VMC_ENTRY_VALID_SHIFT	40
+#define VMC_ENTRY_DIRTY_SHIFT	48
+#define VMC_ENTRY_RESERVED_MASK	0xff00000000000000ULL
+
+#define VMC_ENTRIES_PER_PAGE \
+	((VMC_PAGE_SIZE - sizeof(struct vmc_mpage_header)) / sizeof(__le64))
+
+struct vmc_mpage {
+	struct vmc_mpage_header hdr;
+	__le64 entries[VMC_ENTRIES_PER_PAGE];
+} __packed;
+
+_Static_assert(sizeof(struct vmc_superblock) == VMC_PAGE_SIZE,
+	       "superblock must fill one page");
+_Static_assert(sizeof(struct vmc_mpage_header) == 16, "mpage header size");
+_Static_assert(VMC_ENTRIES_PER_PAGE == 510, "entries per page");
+_Static_assert(sizeof(struct vmc_mpage) == VMC_PAGE_SIZE,
+	       "mapping page must fill one page");
+
+static inline __u64 vmc_entry_pack(__u64 oblock, __u8 valid, __u8 dirty)
+{
+	return (oblock & VMC_ENTRY_OBLOCK_MASK) |
+	       ((__u64)valid << VMC_ENTRY_VALID_SHIFT) |
+	       ((__u64)dirty << VMC_ENTRY_DIRTY_SHIFT);
+}
+
+static inline __u64 vmc_entry_oblock(__u64 e)
+{
+	return e & VMC_ENTRY_OBLOCK_MASK;
+}
+
+static inline __u8 vmc_entry_valid(__u64 e)
+{
+	return (__u8)(e >> VMC_ENTRY_VALID_SHIFT);
+}
+
+static inline __u8 vmc_entry_dirty(__u64 e)
+{
+	return (__u8)(e >> VMC_ENTRY_DIRTY_SHIFT);
+}
+
+/* Layout derived from the cache size; kernel and userspace share it. */
+struct vmc_layout {
+	__u64 nr_blocks;
+	__u32 nr_mpages;
+	__u64 mapping_start;	/* sector of area A; area B follows */
+	__u64 data_start;	/* sector */
+};
+
+static inline __u64 vmc_mpages_for(__u64 nr_blocks)
+{
+	return (nr_blocks + VMC_ENTRIES_PER_PAGE - 1) / VMC_ENTRIES_PER_PAGE;
+}
+
+static inline __u64 vmc_data_start_for(__u64 nr_mpages)
+{
+	__u64 s = (VMC_SB_SLOTS + 2 * nr_mpages) * VMC_PAGE_SECTORS;
+
+	return (s + VMC_DATA_ALIGN_SECTORS - 1) / VMC_DATA_ALIGN_SECTORS *
+	       VMC_DATA_ALIGN_SECTORS;
+}
+
+/*
+ * Largest number of blocks that fits a cache device of @sectors sectors.
+ * Returns 0 in *l->nr_blocks when the device is too small.
+ */
+static inline void vmc_compute_layout(__u64 sectors, __u32 block_size,
+				      struct vmc_layout *l)
+{
+	__u64 bs = block_size >> 9;
+	__u64 n = sectors / bs;
+
+	/* start from an upper bound and shrink until the metadata fits */
+	while (n && vmc_data_start_for(vmc_mpages_for(n)) + n * bs > sectors) {
+		__u64 over = vmc_data_start_for(vmc_mpages_for(n)) + n * bs -
+			     sectors;
+		__u64 drop = (over + bs - 1) / bs;
+
+		n = drop < n ? n - drop : 0;
+	}
+	if (n > VMC_ENTRY_OBLOCK_MASK)
+		n = VMC_ENTRY_OBLOCK_MASK;
+	l->nr_blocks = n;
+	l->nr_mpages = (__u32)vmc_mpages_for(n);
+	l->mapping_start = VMC_SB_SLOTS * VMC_PAGE_SECTORS;
+	l->data_start = vmc_data_start_for(l->nr_mpages);
+}
+
+/* sector of mapping page @index in area @slot (0 = A, 1 = B) */
+static inline __u64 vmc_mpage_sector(const struct vmc_layout *l,
+				     unsigned int slot, __u64 index)
+{
+	return l->mapping_start +
+	       ((__u64)slot * l->nr_mpages + index) * VMC_PAGE_SECTORS;
+}
+
+#endif /* VMCACHE_ONDISK_H */
