@@ -63,27 +63,36 @@ int cmd_set(int argc, char **argv)
 	return vmc_dm_message(pos[0], msg) ? EXIT_FAIL : EXIT_OK;
 }
 
+/* NAME [MODE] with --no-wait and --timeout: the commands that may drain */
+static int parse_wait(int argc, char **argv, const char *name,
+		      const char *usage, const char **pos, size_t npos,
+		      bool *no_wait, double *timeout)
+{
+	const struct opt opts[] = {
+		{ "no-wait", 'n', OPT_FLAG, no_wait, NULL },
+		{ "timeout", 't', OPT_SECONDS, timeout, NULL },
+	};
+	const struct cmd_spec spec = {
+		name, usage, opts, ARRAY_SIZE(opts), pos, npos, npos, NULL,
+	};
+
+	return parse_args(argc, argv, &spec);
+}
+
 int cmd_mode(int argc, char **argv)
 {
 	const char *pos[2] = { NULL };
 	bool no_wait = false;
 	double timeout = 0;
-	const struct opt opts[] = {
-		{ "no-wait", 'n', OPT_FLAG, &no_wait, NULL },
-		{ "timeout", 't', OPT_SECONDS, &timeout, NULL },
-	};
-	const struct cmd_spec spec = {
-		"mode",
+	struct vmc_status st;
+	char mode[32], err[200], msg[64];
+	int ret = parse_wait(argc, argv, "mode",
 		"mode NAME writethrough|writeback|passthrough [--no-wait] [--timeout S]\n"
 		"Switch the cache mode online.  Leaving writeback drains the dirty data;\n"
 		"the command shows the drain until blocks_dirty=0.\n"
 		"  -n, --no-wait       return at once, the drain goes on in the background\n"
 		"  -t, --timeout S     stop waiting after S seconds (exit 3)",
-		opts, ARRAY_SIZE(opts), pos, 2, 2, NULL,
-	};
-	struct vmc_status st;
-	char mode[32], err[200], msg[64];
-	int ret = parse_args(argc, argv, &spec);
+		pos, 2, &no_wait, &timeout);
 
 	if (ret != PARSE_RUN)
 		return ret;
@@ -116,20 +125,13 @@ int cmd_flush(int argc, char **argv)
 	const char *pos[1] = { NULL };
 	bool no_wait = false;
 	double timeout = 0;
-	const struct opt opts[] = {
-		{ "no-wait", 'n', OPT_FLAG, &no_wait, NULL },
-		{ "timeout", 't', OPT_SECONDS, &timeout, NULL },
-	};
-	const struct cmd_spec spec = {
-		"flush",
+	int ret = parse_wait(argc, argv, "flush",
 		"flush NAME [--timeout S] [--no-wait]\n"
 		"Write back every dirty block now and wait until blocks_dirty=0, with a\n"
 		"progress bar and ETA on a terminal, a line every 2 s otherwise.\n"
 		"  -t, --timeout S     stop waiting after S seconds (exit 3)\n"
 		"  -n, --no-wait       send the flush and return",
-		opts, ARRAY_SIZE(opts), pos, 1, 1, NULL,
-	};
-	int ret = parse_args(argc, argv, &spec);
+		pos, 1, &no_wait, &timeout);
 
 	if (ret != PARSE_RUN)
 		return ret;

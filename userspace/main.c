@@ -53,7 +53,7 @@ static int cmd_version(int argc, char **argv)
 	(void)argv;
 	vmc_dm_versions(lib, drv, tgt, sizeof(lib));
 	printf("vmcachectl %s\n", VMCACHECTL_VERSION);
-	printf("on-disk format %u..%u\n", VMC_VERSION_MIN, VMC_VERSION_MAX);
+	printf("on-disk format %d..%d\n", VMC_VERSION_MIN, VMC_VERSION_MAX);
 	printf("libdevmapper %s\n", lib);
 	printf("device-mapper driver %s\n", drv);
 	printf("vmcache target %s\n", tgt);

@@ -318,7 +318,7 @@ static bool check_slot(struct vmc_dev *d, struct vmc_meta *m, int s,
 	v = L32(sb->version);
 	if (v < VMC_VERSION_MIN || v > VMC_VERSION_MAX) {
 		msg(m, VMC_ERROR, s, SB,
-		    "slot %d: format version %u is not supported (this vmcachectl reads %u..%u)",
+		    "slot %d: format version %u is not supported (this vmcachectl reads %d..%d)",
 		    s, v, VMC_VERSION_MIN, VMC_VERSION_MAX);
 		return false;
 	}
@@ -404,6 +404,13 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 		valid[s] = check_slot(d, m, s, &sbs[s]);
 		if (valid[s] && (best < 0 || L64(sbs[s].seq) > L64(sbs[best].seq)))
 			best = s;
+	}
+	if (m->blank && valid[1]) {	/* the kernel only looks at slot 0 */
+		msg(m, VMC_ERROR, 1, SB,
+		    "slot 1 holds a superblock (seq %" PRIu64 ") but slot 0 is zero: the kernel takes the device for blank and formats it",
+		    L64(sbs[1].seq));
+		m->orphan = true;
+		best = -1;
 	}
 	if (best < 0) {
 		msg(m, VMC_ERROR, -1, SB, m->blank ?
@@ -614,19 +621,20 @@ static int check_duplicates(struct vmc_meta *m)
 int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m)
 {
 	uint64_t nr = m->lay.nr_mpages;
+	uint64_t chunk = nr < CHUNK_PAGES ? nr : CHUNK_PAGES;
 	uint8_t *buf[2];
 	int ret = -1;
 
-	buf[0] = vmc_pages_alloc(CHUNK_PAGES);
-	buf[1] = vmc_pages_alloc(CHUNK_PAGES);
+	buf[0] = vmc_pages_alloc(chunk);
+	buf[1] = vmc_pages_alloc(chunk);
 	m->entries = calloc(m->lay.nr_blocks ? m->lay.nr_blocks : 1,
 			    sizeof(*m->entries));
 	if (!buf[0] || !buf[1] || !m->entries) {
 		vmc_err("out of memory");
 		goto out;
 	}
-	for (uint64_t p0 = 0; p0 < nr; p0 += CHUNK_PAGES) {
-		uint64_t n = nr - p0 < CHUNK_PAGES ? nr - p0 : CHUNK_PAGES;
+	for (uint64_t p0 = 0; p0 < nr; p0 += chunk) {
+		uint64_t n = nr - p0 < chunk ? nr - p0 : chunk;
 
 		for (unsigned int c = 0; c < 2; c++)
 			if (vmc_dev_read(d, buf[c], n, vmc_mpage_sector(&m->lay, c, p0)))

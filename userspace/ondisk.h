@@ -56,6 +56,7 @@ struct vmc_msg {
 struct vmc_meta {
 	/* superblock stage */
 	bool blank;			/* the first 4 KiB are zero */
+	bool orphan;			/* blank, but slot 1 holds a superblock */
 	int slot;			/* chosen slot, -1 when none is valid */
 	struct vmc_superblock sb;	/* chosen slot as on disk */
 	struct vmc_layout lay;
