@@ -21,6 +21,7 @@
 #			the guest /dev/disk/by-id/virtio-diskN, N from 0
 #   --timeout SEC	host-side limit for each boot (default: boot allowance
 #			plus the "settings" timeout of each test in the boot)
+#   --test-timeout SEC	per-program timeout in the guest (default: "settings")
 #   --list		print the boots that would run and exit
 #   -h, --help
 #
@@ -53,6 +54,7 @@ BOOT_ALLOWANCE=${VMCACHE_BOOT_TIMEOUT:-180}
 mode="test"
 script=
 boot_timeout=
+test_timeout=
 list_only=0
 extra_disks=()
 tests=()
@@ -74,6 +76,7 @@ while [ $# -gt 0 ]; do
 	--script) mode=script; script=$2; shift 2 ;;
 	--disk) extra_disks+=("$2"); shift 2 ;;
 	--timeout) boot_timeout=$2; shift 2 ;;
+	--test-timeout) test_timeout=$2; shift 2 ;;
 	--list) list_only=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; tests+=("$@"); break ;;
@@ -89,7 +92,7 @@ settings_timeout() {
 	t=$(awk -F= '$1 == "timeout" { print $2 }' "$ST/settings" 2>/dev/null || true)
 	echo "${t:-45}"
 }
-TEST_TIMEOUT=$(settings_timeout)
+TEST_TIMEOUT=${test_timeout:-$(settings_timeout)}
 
 # The "# vmcache-harness:" header of a test program, or nothing.
 harness_header() {
@@ -422,10 +425,12 @@ run_boot() {
 
 	local limit=$boot_timeout
 	[ -n "$limit" ] || limit=$((BOOT_ALLOWANCE + count * TEST_TIMEOUT))
-	local append="vmcache.mode=test vmcache.tests=$list vmcache.phase=$phase vmcache.phases=$phases vmcache.ndisks=$NDISKS"
+	local append="vmcache.mode=test vmcache.tests=$list vmcache.phase=$phase vmcache.phases=$phases vmcache.ndisks=$NDISKS vmcache.timeout=$TEST_TIMEOUT"
 	qemu_cmd "$ACCEL" "$append" "file:$con" "file:$raw" "${DISK_ARGS[@]}"
 
-	log "boot $idx: ${list//,/ }${dspec:+ }$( [ "$phases" -gt 1 ] && echo "phase $phase/$phases") ($ACCEL, limit ${limit}s)"
+	local what=${list//,/ }
+	[ "$phases" -gt 1 ] && what="$what phase $phase/$phases"
+	log "boot $idx: $what ($ACCEL, limit ${limit}s)"
 	local start rc=0
 	start=$(date +%s)
 	timeout -k 10 "$limit" "${QEMU_CMD[@]}" </dev/null >"$BUILD/logs/boot$idx-qemu.log" 2>&1 &

@@ -30,6 +30,7 @@ script=
 phase=1
 phases=1
 ndisks=0
+timeout_s=
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
 	case $arg in
@@ -39,6 +40,7 @@ for arg in "${cmdline[@]}"; do
 	vmcache.phase=*) phase=${arg#*=} ;;
 	vmcache.phases=*) phases=${arg#*=} ;;
 	vmcache.ndisks=*) ndisks=${arg#*=} ;;
+	vmcache.timeout=*) timeout_s=${arg#*=} ;;
 	esac
 done
 export VMCACHE_PHASE=$phase VMCACHE_PHASES=$phases
@@ -88,7 +90,7 @@ cd /selftests || cd /
 case $mode in
 test)
 	IFS=, read -r -a list <<<"$tests"
-	/selftests/run_kselftest.sh "${list[@]}" >"$out" 2>&1
+	/selftests/run_kselftest.sh ${timeout_s:+-t "$timeout_s"} "${list[@]}" >"$out" 2>&1
 	echo "# vmcache-harness: done rc=$?" >"$out"
 	;;
 script)
