@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 
 #include "args.h"
@@ -117,15 +118,15 @@ static int judge_cache(struct create_req *r, struct vmc_dev *c,
 		if (!why[0])
 			return 0;	/* the kernel loads it */
 		if (!r->force) {
-			vmc_err("cache device %s holds another cache (%" PRIu64 " blocks, %" PRIu64
+			vmc_err("cache device %s holds another cache (%" PRIu64 " blocks mapped, %" PRIu64
 				" dirty): %s; name the right origin, or use --force to discard that cache",
 				c->path, le64toh(m->sb.nr_valid),
 				le64toh(m->sb.nr_dirty), why);
 			return -1;
 		}
-		vmc_note("--force: discarding the cache on %s (%s; %" PRIu64
-			 " dirty blocks are lost)", c->path, why,
-			 le64toh(m->sb.nr_dirty));
+		vmc_note("--force: %s the cache on %s (%s; %" PRIu64
+			 " dirty blocks are lost)", r->dry_run ? "would discard" :
+			 "discarding", c->path, why, le64toh(m->sb.nr_dirty));
 		*wipe = true;
 	} else if (!m->blank) {
 		if (r->must_exist) {
@@ -173,6 +174,7 @@ int create_run(struct create_req *r)
 	struct vmc_dev cache, origin;
 	struct vmc_dm_info info;
 	struct vmc_meta m;
+	struct stat st;
 	char params[2048], err[200];
 	bool wipe = false;
 	int ret = EXIT_FAIL;
@@ -197,12 +199,12 @@ int create_run(struct create_req *r)
 	}
 	if (open_blk(&origin, r->origin, "origin", 0))
 		return EXIT_FAIL;
+	if (!stat(r->cache, &st) && st.st_rdev == origin.rdev) {
+		vmc_err("the cache and the origin are the same device");
+		goto out_origin;
+	}
 	if (open_blk(&cache, r->cache, "cache", VMC_DEV_WRITE))
 		goto out_origin;
-	if (cache.rdev == origin.rdev) {
-		vmc_err("the cache and the origin are the same device");
-		goto out;
-	}
 	if (vmc_meta_read_sb(&cache, &m) ||
 	    judge_cache(r, &cache, &m, origin.sectors, &wipe))
 		goto out;
