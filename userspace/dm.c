@@ -259,7 +259,7 @@ int vmc_dm_list(char ***names, size_t *nr)
 {
 	struct dm_task *dmt = task(DM_DEVICE_LIST, NULL);
 	struct dm_names *n;
-	size_t cap = 0;
+	size_t count = 0;
 	char **v = NULL;
 
 	*names = NULL;
@@ -273,26 +273,24 @@ int vmc_dm_list(char ***names, size_t *nr)
 	}
 	for (; n->dev; n = (struct dm_names *)((char *)n + n->next)) {
 		if (is_vmcache(n->name)) {
-			if (*nr == cap) {
-				char **nv;
+			char **nv = realloc(v, (count + 1) * sizeof(*v));
 
-				cap = cap ? 2 * cap : 8;
-				nv = realloc(v, cap * sizeof(*v));
-				if (!nv)
-					break;
-				v = nv;
-			}
-			v[*nr] = strdup(n->name);
-			if (v[*nr])
-				(*nr)++;
+			if (!nv)
+				break;
+			v = nv;
+			v[count] = strdup(n->name);
+			if (!v[count])
+				break;
+			count++;
 		}
 		if (!n->next)
 			break;
 	}
 	dm_task_destroy(dmt);
-	if (*nr)
-		qsort(v, *nr, sizeof(*v), cmp_names);
+	if (v)
+		qsort(v, count, sizeof(*v), cmp_names);
 	*names = v;
+	*nr = count;
 	return 0;
 }
 
