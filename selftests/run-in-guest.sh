@@ -22,6 +22,8 @@
 #   --timeout SEC	host-side limit for each boot (default: boot allowance
 #			plus the "settings" timeout of each test in the boot)
 #   --test-timeout SEC	per-program timeout in the guest (default: "settings")
+#   --env NAME=VALUE	export NAME in the guest (no spaces in VALUE);
+#			repeatable
 #   --list		print the boots that would run and exit
 #   -h, --help
 #
@@ -57,6 +59,7 @@ boot_timeout=
 test_timeout=
 list_only=0
 extra_disks=()
+guest_env=()
 tests=()
 
 log() { printf 'run-in-guest: %s\n' "$*" >&2; }
@@ -77,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--disk) extra_disks+=("$2"); shift 2 ;;
 	--timeout) boot_timeout=$2; shift 2 ;;
 	--test-timeout) test_timeout=$2; shift 2 ;;
+	--env) guest_env+=("vmcache.env.$2"); shift 2 ;;
 	--list) list_only=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; tests+=("$@"); break ;;
@@ -274,7 +278,7 @@ qemu_cmd() {
 		-no-reboot -machine pc -accel "$accel" -cpu "$cpu"
 		-smp "$SMP" -m "$MEM"
 		-kernel "$KERNEL" -initrd "$INITRAMFS"
-		-append "console=ttyS0,115200 panic=-1 mitigations=off $append"
+		-append "console=ttyS0,115200 panic=-1 mitigations=off ${guest_env[*]} $append"
 		-serial "$console" -serial "$ktap" "$@")
 }
 

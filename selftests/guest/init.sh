@@ -41,6 +41,10 @@ for arg in "${cmdline[@]}"; do
 	vmcache.phases=*) phases=${arg#*=} ;;
 	vmcache.ndisks=*) ndisks=${arg#*=} ;;
 	vmcache.timeout=*) timeout_s=${arg#*=} ;;
+	vmcache.env.*=*)
+		kv=${arg#vmcache.env.}
+		export "${kv%%=*}=${kv#*=}"
+		;;
 	esac
 done
 export VMCACHE_PHASE=$phase VMCACHE_PHASES=$phases

@@ -1,0 +1,164 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Every test of the project, from a fresh Debian 12 machine (needs root):
+#   1. install the dependencies (scripts/install-deps.sh)
+#   2. build the module and vmcachectl (counted as one test)
+#   3. host unit tests (make -C userspace test; its "N passed, N failed")
+#   4. the selftests in a QEMU guest (selftests/run-in-guest.sh)
+#   5. shellcheck of the project's scripts, make lint, make compat-check
+#      (one test each)
+# and print one summary line, the last line of the output:
+#   N passed, N failed[, N skipped]
+# Exit code 0 only if nothing failed.  Logs: build/logs/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOGS=$ROOT/build/logs
+cd "$ROOT"
+mkdir -p "$LOGS"
+
+passed=0
+failed=0
+skipped=0
+results=()
+t_start=$(date +%s)
+
+note() { printf '\n==== %s\n' "$*"; }
+
+record() { # <ok|fail|skip> <name> [detail]
+	case $1 in
+	ok) passed=$((passed + 1)); results+=("ok      $2${3:+ ($3)}") ;;
+	fail) failed=$((failed + 1)); results+=("FAILED  $2${3:+ ($3)}") ;;
+	skip) skipped=$((skipped + 1)); results+=("skipped $2${3:+ ($3)}") ;;
+	esac
+}
+
+# run_logged <log name> <command...>: output to the terminal and the log.
+run_logged() {
+	local log=$LOGS/$1.log
+	shift
+	"$@" 2>&1 | tee "$log"
+}
+
+# The last "N passed, N failed[, N skipped]" line of a log.
+summary_of() {
+	grep -E '^([A-Za-z_-]+: )?[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$1" |
+		tail -n 1 | sed -E 's/^[A-Za-z_-]+: //'
+}
+
+# add_counts <summary line> <name>: add a runner's counts to the totals.
+add_counts() {
+	local p f s=0
+	read -r p _ f _ <<<"${1//,/}"
+	if [[ $1 =~ ([0-9]+)\ skipped ]]; then s=${BASH_REMATCH[1]}; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + s))
+	results+=("$(printf '%-7s %s (%s)' "$([ "$f" -eq 0 ] && echo ok || echo FAILED)" "$2" "$1")")
+}
+
+elapsed() { echo "$(($(date +%s) - $1)) s"; }
+
+# ---------------------------------------------------------------- deps
+note "dependencies (scripts/install-deps.sh)"
+t=$(date +%s)
+if run_logged deps scripts/install-deps.sh; then
+	deps_ok=1
+else
+	deps_ok=0
+	record fail "install dependencies"
+fi
+echo "deps: $(elapsed "$t")"
+
+# --------------------------------------------------------------- build
+note "build: make module userspace"
+t=$(date +%s)
+build_ok=0
+if [ "$deps_ok" -eq 1 ] && run_logged build make module userspace; then
+	build_ok=1
+	record ok "build module and vmcachectl" "$(elapsed "$t")"
+else
+	record fail "build module and vmcachectl"
+fi
+
+# ---------------------------------------------------------- unit tests
+note "host unit tests: make -C userspace test"
+t=$(date +%s)
+if [ "$deps_ok" -eq 1 ] && make -C userspace -n test >/dev/null 2>&1; then
+	rc=0
+	run_logged unit make -C userspace test || rc=$?
+	line=$(summary_of "$LOGS/unit.log" || true)
+	if [ -n "$line" ]; then
+		add_counts "$line" "host unit tests, $(elapsed "$t")"
+		if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed"* ]]; then
+			record fail "host unit tests exit code $rc"
+		fi
+	elif [ "$rc" -eq 0 ]; then
+		record ok "host unit tests" "no summary line"
+	else
+		record fail "host unit tests" "exit $rc"
+	fi
+else
+	record skip "host unit tests" "no userspace test target"
+fi
+
+# ------------------------------------------------------- guest selftests
+note "guest selftests: selftests/run-in-guest.sh"
+t=$(date +%s)
+if [ "$build_ok" -eq 1 ]; then
+	rc=0
+	run_logged guest selftests/run-in-guest.sh || rc=$?
+	line=$(summary_of "$LOGS/guest.log" || true)
+	if [ -n "$line" ]; then
+		add_counts "$line" "guest selftests, $(elapsed "$t")"
+		if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed"* ]]; then
+			record fail "guest harness exit code $rc"
+		fi
+	else
+		record fail "guest selftests" "harness exit $rc, no summary"
+	fi
+else
+	record fail "guest selftests" "not run: the build failed"
+fi
+
+# ------------------------------------------------------------------ lint
+note "shellcheck"
+t=$(date +%s)
+mapfile -t scripts < <(git ls-files '*.sh' .ci/run 2>/dev/null || true)
+if [ "${#scripts[@]}" -eq 0 ]; then
+	mapfile -t scripts < <(find scripts selftests -name '*.sh')
+fi
+if command -v shellcheck >/dev/null 2>&1; then
+	if run_logged shellcheck shellcheck "${scripts[@]}"; then
+		record ok "shellcheck (${#scripts[@]} scripts)" "$(elapsed "$t")"
+	else
+		record fail "shellcheck"
+	fi
+else
+	record fail "shellcheck" "not installed"
+fi
+
+note "make lint (checkpatch --strict, sparse)"
+t=$(date +%s)
+if [ "$deps_ok" -eq 1 ] && run_logged lint make lint; then
+	record ok "make lint" "$(elapsed "$t")"
+else
+	record fail "make lint"
+fi
+
+note "make compat-check (every installed kernel tree)"
+t=$(date +%s)
+if [ "$deps_ok" -eq 1 ] && run_logged compat make compat-check; then
+	record ok "make compat-check" "$(elapsed "$t")"
+else
+	record fail "make compat-check"
+fi
+
+# --------------------------------------------------------------- summary
+note "results ($(elapsed "$t_start") in all; logs in build/logs/)"
+printf '%s\n' "${results[@]}"
+summary="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
+echo "$summary"
+[ "$failed" -eq 0 ]
