@@ -23,8 +23,13 @@
  * its checksum and the previous commit is used instead.
  *
  * Checksums are CRC-32C (Castagnoli) with seed 0xffffffff and a final
- * inversion (the usual CRC-32C, CRC("123456789") == 0xe3069283), computed
- * over the whole 4 KiB page with the csum field taken as zero.
+ * inversion (the usual CRC-32C, CRC("123456789") == 0xe3069283).  The
+ * superblock's covers its whole 4 KiB page with the csum field taken as zero.
+ * A mapping page's covers the superblock uuid followed by the whole page
+ * (csum as zero), so pages left over from an earlier format never validate.
+ *
+ * A device is blank (and may be formatted) when both superblock slots, the
+ * first 8 KiB, are zero.
  */
 #ifndef VMCACHE_ONDISK_H
 #define VMCACHE_ONDISK_H

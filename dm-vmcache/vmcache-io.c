@@ -1,0 +1,642 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-vmcache data path: map, end_io, promotion copies, flushes, discards.
+ *
+ * Every bio is cut (dm_accept_partial_bio) so that all sub-blocks it
+ * touches are in one state: INVALID, FILLING (a cache write is in flight
+ * that will make them valid), CLEAN or DIRTY.  The state and the mode then
+ * pick one of a handful of routes.  The lock is only held to decide and to
+ * record; never across I/O.
+ *
+ * Rules that keep a read from ever seeing stale data:
+ *  - sub-blocks become valid only when the cache write that fills them
+ *    completes, and not if a write touched them meanwhile (cancel mask);
+ *  - a write that cannot go to the cache clears the cached copy of what it
+ *    touches (clean) or also goes to the cache (dirty);
+ *  - a writethrough write racing another write to the same block does not
+ *    update the cache copy, it drops it, so cache and origin never differ.
+ */
+#include <linux/blkdev.h>
+#include <linux/jiffies.h>
+#include "vmcache-io.h"
+#include "vmcache-policy.h"
+#include "vmcache-metadata.h"
+#include "vmcache-writeback.h"
+
+/* cache-device errors in a row before new writes go around the cache */
+#define VMC_DEGRADE_AFTER	8
+
+enum vmc_state { ST_INVALID, ST_FILLING, ST_CLEAN, ST_DIRTY };
+
+enum vmc_route {
+	R_ORIGIN,	/* remap to the origin, nothing to track */
+	R_READ_HIT,	/* remap to the cache */
+	R_READ_FILL,	/* read the origin, then copy into the cache */
+	R_CACHE_WRITE,	/* write the cache only (writeback) */
+	R_BOTH_WRITE,	/* write origin and cache (writethrough) */
+};
+
+/* context of our own bios (fill copies, cache clones): bio front pad */
+struct vmc_own {
+	struct vmcache *c;
+	struct bio *parent;
+	u32 cblock;
+	u8 mask;
+	struct bio bio;		/* must be last */
+};
+
+static struct vmc_own *own_of(struct bio *bio)
+{
+	return container_of(bio, struct vmc_own, bio);
+}
+
+static enum vmc_state sub_state(struct vmc_block *b, unsigned int i)
+{
+	u8 bit = 1u << i;
+
+	if (b->filling & bit)
+		return ST_FILLING;
+	if (b->dirty & bit)
+		return ST_DIRTY;
+	if (b->valid & bit)
+		return ST_CLEAN;
+	return ST_INVALID;
+}
+
+static u8 range_mask(unsigned int first, unsigned int last)
+{
+	return (u8)(GENMASK(last, first));
+}
+
+void vmc_note_cache_error(struct vmcache *c)
+{
+	vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
+	if (++c->cache_err_burst >= VMC_DEGRADE_AFTER && !c->degraded) {
+		c->degraded = true;
+		DMERR("%s: cache device keeps failing: degraded, new writes go around the cache",
+		      c->name);
+		dm_table_event(c->ti->table);
+		vmc_wb_kick(c);
+	}
+}
+
+static void remap(struct vmcache *c, struct bio *bio, bool to_cache, u32 cb,
+		  sector_t offset)
+{
+	if (to_cache) {
+		bio_set_dev(bio, c->cache_dev->bdev);
+		bio->bi_iter.bi_sector = vmc_cblock_sector(c, cb) + offset;
+	} else {
+		bio_set_dev(bio, c->origin_dev->bdev);
+		bio->bi_iter.bi_sector = dm_target_offset(c->ti,
+						bio->bi_iter.bi_sector);
+	}
+}
+
+static void clone_endio(struct bio *clone)
+{
+	struct vmc_own *own = own_of(clone);
+	struct bio *parent = own->parent;
+	struct vmc_bio *pb = dm_per_bio_data(parent, sizeof(*pb));
+
+	pb->clone_status = clone->bi_status;
+	bio_put(clone);
+	bio_endio(parent);
+}
+
+/* writethrough: a copy of the write goes to the cache as well */
+static void submit_cache_clone(struct vmcache *c, struct bio *bio, u32 cb,
+			       sector_t offset)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	struct bio *clone;
+
+	clone = bio_alloc_clone(c->cache_dev->bdev, bio, GFP_NOIO, &c->bs);
+	clone->bi_iter.bi_sector = vmc_cblock_sector(c, cb) + offset;
+	clone->bi_end_io = clone_endio;
+	own_of(clone)->parent = bio;
+	own_of(clone)->c = c;
+	pb->flags |= VMC_PB_CLONE;
+	bio_inc_remaining(bio);
+	submit_bio_noacct(clone);
+}
+
+/* ------------------------------------------------------------------ */
+/* flushes */
+
+void vmc_defer_flush(struct vmcache *c, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&c->defer_lock, flags);
+	bio_list_add(&c->flush_bios, bio);
+	spin_unlock_irqrestore(&c->defer_lock, flags);
+	queue_work(c->wq, &c->commit_work);
+}
+
+/*
+ * A flush completes once the origin is flushed (writethrough data) and the
+ * cache is committed (cached data plus the mappings that describe it).
+ * Flushes arriving during a commit wait for the next one: the snapshot of
+ * the running commit may predate their writes.
+ */
+void vmc_commit_work(struct work_struct *ws)
+{
+	struct vmcache *c = container_of(ws, struct vmcache, commit_work);
+	struct bio_list bios;
+	struct bio *bio;
+	int r;
+
+	for (;;) {
+		spin_lock_irq(&c->defer_lock);
+		bios = c->flush_bios;
+		bio_list_init(&c->flush_bios);
+		spin_unlock_irq(&c->defer_lock);
+
+		r = blkdev_issue_flush(c->origin_dev->bdev);
+		if (r)
+			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+		r = vmc_md_commit(c, false) ?: r;
+		if (bio_list_empty(&bios))
+			break;
+		while ((bio = bio_list_pop(&bios))) {
+			bio->bi_status = errno_to_blk_status(r);
+			bio_endio(bio);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* promotion: copy what a read miss brought in into the cache */
+
+static void fill_endio(struct bio *fill)
+{
+	struct vmc_own *own = own_of(fill);
+	struct vmcache *c = own->c;
+	struct vmc_block *b = &c->blocks[own->cblock];
+	unsigned long flags;
+	struct bio_vec *bv;
+	struct bvec_iter_all iter;
+
+	spin_lock_irqsave(&c->lock, flags);
+	if (!fill->bi_status) {
+		u8 good = own->mask & ~b->cancel;
+
+		vmc_policy_set_valid(c, own->cblock, b->valid | good);
+		vmc_stat_inc(c, VMC_S_PROMOTIONS);
+	}
+	b->filling &= ~own->mask;
+	b->cancel &= ~own->mask;
+	b->holders--;
+	spin_unlock_irqrestore(&c->lock, flags);
+	if (fill->bi_status)
+		vmc_note_cache_error(c);
+
+	bio_for_each_segment_all(bv, fill, iter)
+		__free_page(bv->bv_page);
+	bio_put(fill);
+	if (atomic_dec_and_test(&c->internal_io))
+		wake_up_var(&c->internal_io);
+}
+
+void vmc_fill_work(struct work_struct *ws)
+{
+	struct vmcache *c = container_of(ws, struct vmcache, fill_work);
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&c->defer_lock);
+	bios = c->fill_bios;
+	bio_list_init(&c->fill_bios);
+	spin_unlock_irq(&c->defer_lock);
+	while ((bio = bio_list_pop(&bios)))
+		submit_bio_noacct(bio);
+}
+
+/* end_io context: no sleeping, so allocate without waiting */
+static bool start_fill(struct vmcache *c, struct bio *bio, struct vmc_bio *pb)
+{
+	unsigned int bytes = pb->iter.bi_size;
+	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
+	struct bvec_iter dst_iter;
+	struct bio *fill;
+	unsigned long flags;
+
+	fill = bio_alloc_bioset(c->cache_dev->bdev, nr, REQ_OP_WRITE,
+				GFP_NOWAIT, &c->bs);
+	if (!fill)
+		return false;
+	for (i = 0; i < nr; i++) {
+		unsigned int len = min_t(unsigned int, bytes - i * PAGE_SIZE,
+					 PAGE_SIZE);
+		struct page *page = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+
+		if (!page || bio_add_page(fill, page, len, 0) != len) {
+			struct bio_vec *bv;
+			struct bvec_iter_all all;
+
+			if (page)
+				__free_page(page);
+			bio_for_each_segment_all(bv, fill, all)
+				__free_page(bv->bv_page);
+			bio_put(fill);
+			return false;
+		}
+	}
+	dst_iter = fill->bi_iter;
+	bio_copy_data_iter(fill, &dst_iter, bio, &pb->iter);
+	fill->bi_iter.bi_sector = vmc_cblock_sector(c, pb->cblock) +
+		((sector_t)__ffs(pb->mask) << c->sub_shift);
+	fill->bi_end_io = fill_endio;
+	own_of(fill)->c = c;
+	own_of(fill)->cblock = pb->cblock;
+	own_of(fill)->mask = pb->mask;
+	atomic_inc(&c->internal_io);
+
+	spin_lock_irqsave(&c->defer_lock, flags);
+	bio_list_add(&c->fill_bios, fill);
+	spin_unlock_irqrestore(&c->defer_lock, flags);
+	queue_work(c->wq, &c->fill_work);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* discard: drop idle cached blocks wholly inside the range */
+
+static void discard_block(struct vmcache *c, u32 idx, bool *need_commit)
+{
+	struct vmc_block *b = &c->blocks[idx];
+
+	if (b->holders || b->filling || (b->flags & VMC_B_WB))
+		return;
+	vmc_policy_unmap(c, idx);
+	*need_commit = true;
+}
+
+static void map_discard(struct vmcache *c, struct bio *bio)
+{
+	sector_t start = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
+	sector_t end = start + bio_sectors(bio);
+	u64 first = DIV_ROUND_UP_SECTOR_T(start, vmc_block_sectors(c));
+	u64 last = end >> c->block_shift;	/* exclusive */
+	bool need_commit = false;
+	unsigned long flags;
+	u64 ob;
+	u32 i;
+
+	spin_lock_irqsave(&c->lock, flags);
+	if (last > first && last - first <= c->nr_mapped) {
+		for (ob = first; ob < last; ob++) {
+			i = vmc_lookup(c, ob);
+			if (i != VMC_NIL)
+				discard_block(c, i, &need_commit);
+		}
+	} else if (last > first) {
+		for (i = 0; i < c->nr_blocks; i++) {
+			struct vmc_block *b = &c->blocks[i];
+
+			if ((b->flags & VMC_B_MAPPED) && b->oblock >= first &&
+			    b->oblock < last)
+				discard_block(c, i, &need_commit);
+		}
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	if (need_commit)
+		queue_work(c->wq, &c->commit_work);
+}
+
+/* ------------------------------------------------------------------ */
+/* map */
+
+struct vmc_req {
+	u64 oblock;
+	sector_t offset;	/* inside the block */
+	unsigned int first, last;	/* sub-blocks touched */
+	u8 touched, full;	/* masks: touched, wholly covered */
+};
+
+static void describe(struct vmcache *c, struct bio *bio, struct vmc_req *rq)
+{
+	sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
+	sector_t len = bio_sectors(bio);
+	sector_t sub = (sector_t)1 << c->sub_shift;
+	unsigned int ff, lf;
+
+	rq->oblock = s >> c->block_shift;
+	rq->offset = s & (vmc_block_sectors(c) - 1);
+	rq->first = rq->offset >> c->sub_shift;
+	rq->last = (rq->offset + len - 1) >> c->sub_shift;
+	rq->touched = range_mask(rq->first, rq->last);
+	ff = (rq->offset + sub - 1) >> c->sub_shift;
+	lf = (rq->offset + len) >> c->sub_shift;	/* exclusive */
+	rq->full = lf > ff ? range_mask(ff, lf - 1) : 0;
+}
+
+/* cut the bio where the sub-block state changes; returns the state */
+static enum vmc_state cut_uniform(struct vmcache *c, struct bio *bio,
+				  struct vmc_block *b, struct vmc_req *rq)
+{
+	enum vmc_state st = sub_state(b, rq->first);
+	unsigned int k = rq->first;
+
+	while (k < rq->last && sub_state(b, k + 1) == st)
+		k++;
+	if (k < rq->last) {
+		sector_t end = (sector_t)(k + 1) << c->sub_shift;
+
+		dm_accept_partial_bio(bio, end - rq->offset);
+		describe(c, bio, rq);
+	}
+	return st;
+}
+
+static bool may_allocate(struct vmcache *c)
+{
+	return c->md_state == VMC_MD_OK && !c->degraded &&
+	       c->tun[VMC_T_MODE] != VMC_MODE_PASSTHROUGH;
+}
+
+/* decide the route of a read; called with c->lock held */
+static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
+				 u32 *idx, enum vmc_state st, bool seq,
+				 bool *need_commit)
+{
+	bool aligned = rq->touched == rq->full;
+	bool pt = c->tun[VMC_T_MODE] == VMC_MODE_PASSTHROUGH;
+
+	if (*idx != VMC_NIL) {
+		if (st == ST_DIRTY || (st == ST_CLEAN && !pt)) {
+			vmc_policy_hit(c, *idx);
+			vmc_stat_inc(c, VMC_S_READ_HITS);
+			return R_READ_HIT;
+		}
+		vmc_stat_inc(c, VMC_S_READ_MISSES);
+		if (st == ST_INVALID && aligned && !seq && may_allocate(c) &&
+		    !c->blocks[*idx].filling)
+			return R_READ_FILL;
+		if (seq)
+			vmc_stat_inc(c, VMC_S_BYPASSED);
+		return R_ORIGIN;
+	}
+	vmc_stat_inc(c, VMC_S_READ_MISSES);
+	if (seq) {
+		vmc_stat_inc(c, VMC_S_BYPASSED);
+		return R_ORIGIN;
+	}
+	if (!aligned || !may_allocate(c) ||
+	    !vmc_policy_should_promote(c, rq->oblock))
+		return R_ORIGIN;
+	*idx = vmc_policy_alloc(c, rq->oblock, need_commit);
+	if (*idx == VMC_NIL) {
+		vmc_stat_inc(c, VMC_S_BYPASSED);
+		return R_ORIGIN;
+	}
+	return R_READ_FILL;
+}
+
+/* decide the route of a write; called with c->lock held */
+static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
+				  u32 *idx, enum vmc_state st, bool seq,
+				  bool fua, bool *need_commit)
+{
+	unsigned int mode = c->tun[VMC_T_MODE];
+	bool aligned = rq->touched == rq->full;
+	bool wb = mode == VMC_MODE_WRITEBACK && !fua && may_allocate(c);
+	struct vmc_block *b;
+
+	if (*idx == VMC_NIL) {
+		vmc_stat_inc(c, VMC_S_WRITE_MISSES);
+		if (seq || !aligned || !may_allocate(c)) {
+			if (seq)
+				vmc_stat_inc(c, VMC_S_BYPASSED);
+			return R_ORIGIN;
+		}
+		*idx = vmc_policy_alloc(c, rq->oblock, need_commit);
+		if (*idx == VMC_NIL) {
+			vmc_stat_inc(c, VMC_S_BYPASSED);
+			return R_ORIGIN;
+		}
+		st = ST_INVALID;
+	} else {
+		vmc_stat_inc(c, st >= ST_CLEAN ? VMC_S_WRITE_HITS :
+						 VMC_S_WRITE_MISSES);
+	}
+	b = &c->blocks[*idx];
+
+	switch (st) {
+	case ST_DIRTY:
+		return wb ? R_CACHE_WRITE : R_BOTH_WRITE;
+	case ST_CLEAN:
+		if (wb)
+			return R_CACHE_WRITE;
+		if (mode == VMC_MODE_PASSTHROUGH || b->writers ||
+		    !may_allocate(c)) {
+			/* drop the copy rather than race another write */
+			vmc_policy_set_valid(c, *idx, b->valid & ~rq->touched);
+			return R_ORIGIN;
+		}
+		return R_BOTH_WRITE;
+	case ST_FILLING:
+		b->cancel |= rq->touched;
+		return R_ORIGIN;
+	case ST_INVALID:
+	default:
+		if (!aligned || seq || !may_allocate(c))
+			return R_ORIGIN;
+		return wb ? R_CACHE_WRITE : R_BOTH_WRITE;
+	}
+}
+
+int vmc_map(struct dm_target *ti, struct bio *bio)
+{
+	struct vmcache *c = ti->private;
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	bool need_commit = false, is_write, seq;
+	enum vmc_state st = ST_INVALID;
+	enum vmc_route route;
+	struct vmc_req rq;
+	unsigned long flags;
+	struct vmc_block *b;
+	u32 idx;
+
+	pb->flags = 0;
+	pb->cblock = VMC_NIL;
+	pb->clone_status = BLK_STS_OK;
+
+	if (bio->bi_opf & REQ_PREFLUSH) {
+		vmc_defer_flush(c, bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (bio_op(bio) == REQ_OP_DISCARD) {
+		map_discard(c, bio);
+		remap(c, bio, false, 0, 0);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (!bio_sectors(bio)) {
+		remap(c, bio, false, 0, 0);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (READ_ONCE(c->last_io) != jiffies)
+		WRITE_ONCE(c->last_io, jiffies);
+
+	is_write = op_is_write(bio_op(bio));
+	describe(c, bio, &rq);
+
+	spin_lock_irqsave(&c->lock, flags);
+	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				    bio->bi_iter.bi_size);
+	idx = vmc_lookup(c, rq.oblock);
+	if (idx != VMC_NIL)
+		st = cut_uniform(c, bio, &c->blocks[idx], &rq);
+	if (is_write)
+		route = route_write(c, &rq, &idx, st, seq,
+				    bio->bi_opf & REQ_FUA, &need_commit);
+	else
+		route = route_read(c, &rq, &idx, st, seq, &need_commit);
+
+	if (route != R_ORIGIN) {
+		b = &c->blocks[idx];
+		b->holders++;
+		pb->flags |= VMC_PB_HOLD;
+		pb->cblock = idx;
+		pb->mask = rq.touched;
+		if (is_write) {
+			b->writers++;
+			pb->flags |= VMC_PB_WRITER;
+			if (b->flags & VMC_B_WB)
+				b->flags |= VMC_B_REDIRTY;
+		}
+		/* sub-blocks not yet valid become valid on completion */
+		if (!(b->valid & rq.touched) || route == R_READ_FILL) {
+			b->filling |= rq.touched;
+			pb->flags |= VMC_PB_FILL;
+		}
+		if (route == R_CACHE_WRITE)
+			pb->flags |= VMC_PB_DIRTY;
+		if (route == R_READ_FILL) {
+			pb->flags |= VMC_PB_PROMOTE;
+			pb->iter = bio->bi_iter;
+		}
+		if (route == R_READ_HIT) {
+			pb->flags |= VMC_PB_RETRY;
+			pb->iter = bio->bi_iter;
+		}
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	if (need_commit)
+		queue_work(c->wq, &c->commit_work);
+
+	switch (route) {
+	case R_READ_HIT:
+	case R_CACHE_WRITE:
+		remap(c, bio, true, idx, rq.offset);
+		break;
+	case R_BOTH_WRITE:
+		submit_cache_clone(c, bio, idx, rq.offset);
+		remap(c, bio, false, 0, 0);
+		break;
+	case R_READ_FILL:
+	case R_ORIGIN:
+		remap(c, bio, false, 0, 0);
+		break;
+	}
+	return DM_MAPIO_REMAPPED;
+}
+
+/* ------------------------------------------------------------------ */
+/* end_io */
+
+/* a read hit failed on the cache: clean data is read from the origin */
+static bool retry_on_origin(struct vmcache *c, struct bio *bio,
+			    struct vmc_bio *pb)
+{
+	struct vmc_block *b = &c->blocks[pb->cblock];
+	sector_t s;
+
+	if (b->dirty & pb->mask)
+		return false;
+	s = dm_target_offset(c->ti, pb->iter.bi_sector);
+	vmc_policy_set_valid(c, pb->cblock, b->valid & ~pb->mask);
+	bio->bi_iter = pb->iter;
+	bio->bi_iter.bi_sector = s;
+	bio->bi_status = BLK_STS_OK;
+	bio_set_dev(bio, c->origin_dev->bdev);
+	return true;
+}
+
+int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+{
+	struct vmcache *c = ti->private;
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	bool cache_err = false, retry = false, ok;
+	struct vmc_block *b;
+	unsigned long flags;
+
+	if (!(pb->flags & VMC_PB_HOLD)) {
+		if (*error && bio_op(bio) != REQ_OP_DISCARD &&
+		    !(bio->bi_opf & REQ_PREFLUSH))
+			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+		return DM_ENDIO_DONE;
+	}
+
+	spin_lock_irqsave(&c->lock, flags);
+	b = &c->blocks[pb->cblock];
+	ok = !*error && !pb->clone_status;
+	if (pb->clone_status || (*error && (pb->flags & VMC_PB_RETRY)) ||
+	    (*error && (pb->flags & VMC_PB_DIRTY)))
+		cache_err = true;
+	else if (*error)
+		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+
+	if (pb->flags & VMC_PB_WRITER)
+		b->writers--;
+
+	if ((pb->flags & VMC_PB_PROMOTE) && ok) {
+		/* the holder and filling bits pass on to the fill copy */
+		pb->flags &= ~VMC_PB_HOLD;
+		spin_unlock_irqrestore(&c->lock, flags);
+		if (start_fill(c, bio, pb))
+			return DM_ENDIO_DONE;
+		spin_lock_irqsave(&c->lock, flags);
+		ok = false;
+		pb->flags |= VMC_PB_HOLD;
+	}
+	if (pb->flags & VMC_PB_FILL) {
+		u8 good = ok ? pb->mask & ~b->cancel : 0;
+
+		b->filling &= ~pb->mask;
+		b->cancel &= ~pb->mask;
+		if (good)
+			vmc_policy_set_valid(c, pb->cblock, b->valid | good);
+	} else if (!ok && !(b->dirty & pb->mask) &&
+		   (pb->flags & VMC_PB_WRITER)) {
+		/* a failed write leaves the cached copy unknown: drop it */
+		vmc_policy_set_valid(c, pb->cblock, b->valid & ~pb->mask);
+	}
+	if (ok && (pb->flags & VMC_PB_DIRTY))
+		vmc_policy_set_dirty(c, pb->cblock, pb->mask & b->valid);
+	if (*error && (pb->flags & VMC_PB_RETRY))
+		retry = retry_on_origin(c, bio, pb);
+	if (ok && (pb->flags & (VMC_PB_RETRY | VMC_PB_DIRTY)))
+		c->cache_err_burst = 0;
+	b->holders--;
+	pb->flags = 0;
+	spin_unlock_irqrestore(&c->lock, flags);
+
+	if (cache_err)
+		vmc_note_cache_error(c);
+	if (retry) {
+		*error = BLK_STS_OK;
+		spin_lock_irqsave(&c->defer_lock, flags);
+		bio_list_add(&c->fill_bios, bio);
+		spin_unlock_irqrestore(&c->defer_lock, flags);
+		queue_work(c->wq, &c->fill_work);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	return DM_ENDIO_DONE;
+}
+
+size_t vmc_own_bio_front_pad(void)
+{
+	return offsetof(struct vmc_own, bio);
+}

@@ -1,0 +1,576 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-vmcache metadata I/O.
+ *
+ * Commit protocol (see vmcache_ondisk.h for the layout):
+ *  1. Under the cache lock, encode every changed mapping page into the
+ *     staging area.  One lock hold gives an atomic snapshot of all entries.
+ *  2. Write each encoded page to the slot that does not hold its newest
+ *     committed copy, stamped with seq + 1.
+ *  3. Write the other superblock slot with seq + 1 and REQ_PREFLUSH|REQ_FUA:
+ *     the preflush makes the data of every completed write and the pages
+ *     of step 2 durable before the superblock that points at them.
+ *  4. Only now may blocks unmapped before step 1 be reused.
+ * A crash anywhere leaves the previous commit intact: nothing it refers to
+ * was overwritten, and a torn page or superblock fails its checksum.  No
+ * write is assumed atomic.
+ */
+#include <linux/crc32c.h>
+#include <linux/dm-io.h>
+#include <linux/ktime.h>
+#include <linux/random.h>
+#include <linux/vmalloc.h>
+#include "vmcache-metadata.h"
+#include "vmcache-policy.h"
+
+/* pages read per I/O while loading */
+#define VMC_LOAD_CHUNK	256u
+
+struct vmc_md_io {
+	atomic_t pending;
+	int error;
+	struct completion done;
+};
+
+static u32 sb_csum(const struct vmc_superblock *sb)
+{
+	__le32 zero = 0;
+	u32 crc;
+
+	/* the csum field counts as zero: fold it in front */
+	crc = crc32c(VMC_CRC_SEED, &zero, sizeof(zero));
+	crc = crc32c(crc, &sb->flags, VMC_PAGE_SIZE - sizeof(sb->csum));
+	return ~crc;
+}
+
+static u32 mpage_csum(struct vmcache *c, const struct vmc_mpage *p)
+{
+	__le32 zero = 0;
+	u32 crc;
+
+	crc = crc32c(VMC_CRC_SEED, c->uuid, sizeof(c->uuid));
+	crc = crc32c(crc, &zero, sizeof(zero));
+	crc = crc32c(crc, &p->hdr.index, VMC_PAGE_SIZE - sizeof(p->hdr.csum));
+	return ~crc;
+}
+
+static int md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
+		 unsigned int pages)
+{
+	struct dm_io_region where = {
+		.bdev = c->cache_dev->bdev,
+		.sector = sector,
+		.count = (sector_t)pages * VMC_PAGE_SECTORS,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.mem.type = DM_IO_VMA,
+		.mem.ptr.vma = buf,
+		.client = c->io_client,
+	};
+
+	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+}
+
+static void md_async_done(unsigned long error, void *context)
+{
+	struct vmc_md_io *io = context;
+
+	if (error)
+		io->error = -EIO;
+	if (atomic_dec_and_test(&io->pending))
+		complete(&io->done);
+}
+
+/* ------------------------------------------------------------------ */
+/* superblock */
+
+enum sb_verdict { SB_ZERO, SB_BAD, SB_GOOD };
+
+static enum sb_verdict sb_check(const struct vmc_superblock *sb, u32 slot,
+				char **error)
+{
+	if (!memchr_inv(sb, 0, VMC_PAGE_SIZE))
+		return SB_ZERO;
+	/* checks in a fixed order, each with its own reason */
+	if (le64_to_cpu(sb->location) != slot * VMC_PAGE_SECTORS) {
+		*error = "Superblock location mismatch";
+		return SB_BAD;
+	}
+	if (le64_to_cpu(sb->magic) != VMC_MAGIC) {
+		*error = "Not a vmcache cache device (bad magic)";
+		return SB_BAD;
+	}
+	if (le32_to_cpu(sb->csum) != sb_csum(sb)) {
+		*error = "Superblock checksum mismatch";
+		return SB_BAD;
+	}
+	if (le32_to_cpu(sb->version) < VMC_VERSION_MIN ||
+	    le32_to_cpu(sb->version) > VMC_VERSION_MAX) {
+		*error = "Unsupported metadata version";
+		return SB_BAD;
+	}
+	if (le64_to_cpu(sb->incompat) & ~VMC_FEATURE_INCOMPAT_SUPP) {
+		*error = "Unsupported incompatible metadata features";
+		return SB_BAD;
+	}
+	return SB_GOOD;
+}
+
+static void sb_fill(struct vmcache *c, struct vmc_superblock *sb, u32 slot,
+		    u64 seq, u32 flags, u64 nr_dirty, u64 nr_valid)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->flags = cpu_to_le32(flags);
+	sb->location = cpu_to_le64((u64)slot * VMC_PAGE_SECTORS);
+	sb->magic = cpu_to_le64(VMC_MAGIC);
+	sb->version = cpu_to_le32(VMC_VERSION);
+	sb->mode = cpu_to_le32(c->tun[VMC_T_MODE]);
+	sb->seq = cpu_to_le64(seq);
+	memcpy(sb->uuid, c->uuid, sizeof(sb->uuid));
+	sb->block_size = cpu_to_le32(c->tun[VMC_T_BLOCK_SIZE]);
+	sb->nr_mpages = cpu_to_le32(c->layout.nr_mpages);
+	sb->nr_blocks = cpu_to_le64(c->layout.nr_blocks);
+	sb->data_start = cpu_to_le64(c->layout.data_start);
+	sb->cache_sectors = cpu_to_le64(c->layout.data_start +
+					((u64)c->nr_blocks << c->block_shift));
+	sb->origin_sectors = cpu_to_le64(c->origin_sectors);
+	sb->nr_dirty = cpu_to_le64(nr_dirty);
+	sb->nr_valid = cpu_to_le64(nr_valid);
+	sb->format_time = cpu_to_le64(c->format_time);
+	sb->commit_time = cpu_to_le64(ktime_get_real_seconds());
+	sb->csum = cpu_to_le32(sb_csum(sb));
+}
+
+static int set_geometry(struct vmcache *c, u32 block_size, u64 cache_sectors,
+			char **error)
+{
+	if (block_size < VMC_BLOCK_SIZE_MIN ||
+	    block_size > VMC_BLOCK_SIZE_MAX || !is_power_of_2(block_size)) {
+		*error = "Invalid block size";
+		return -EINVAL;
+	}
+	c->tun[VMC_T_BLOCK_SIZE] = block_size;
+	c->block_shift = ilog2(block_size >> SECTOR_SHIFT);
+	c->sub_shift = c->block_shift - ilog2(VMC_SUBBLOCKS);
+	vmc_compute_layout(cache_sectors, block_size, &c->layout);
+	if (c->layout.nr_blocks < VMC_MIN_BLOCKS) {
+		*error = "Cache device too small";
+		return -EINVAL;
+	}
+	if (c->layout.nr_blocks >= VMC_NIL) {
+		*error = "Cache device too large for this block size";
+		return -EINVAL;
+	}
+	c->nr_blocks = c->layout.nr_blocks;
+	return 0;
+}
+
+static void encode_page(struct vmcache *c, u32 p, struct vmc_mpage *mp)
+{
+	u32 first = p * VMC_ENTRIES_PER_PAGE, i;
+
+	for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
+		u32 cb = first + i;
+		struct vmc_block *b;
+
+		mp->entries[i] = 0;
+		if (cb >= c->nr_blocks)
+			continue;
+		b = &c->blocks[cb];
+		if ((b->flags & VMC_B_MAPPED) && b->valid)
+			mp->entries[i] = cpu_to_le64(vmc_entry_pack(b->oblock,
+							b->valid, b->dirty));
+	}
+}
+
+static void seal_page(struct vmcache *c, struct vmc_mpage *mp, u32 p, u64 seq)
+{
+	mp->hdr.index = cpu_to_le32(p);
+	mp->hdr.seq = cpu_to_le64(seq);
+	mp->hdr.csum = cpu_to_le32(mpage_csum(c, mp));
+}
+
+static int vmc_md_alloc_staging(struct vmcache *c, char **error);
+
+static int format(struct vmcache *c, struct vmc_superblock *sb, char **error)
+{
+	u32 p, n;
+	int r;
+
+	get_random_bytes(c->uuid, sizeof(c->uuid));
+	c->format_time = ktime_get_real_seconds();
+
+	/* slot 1 first: an old superblock there must never win */
+	memset(sb, 0, VMC_PAGE_SIZE);
+	r = md_rw(c, REQ_OP_WRITE, sb, VMC_PAGE_SECTORS, 1);
+	/* every mapping page gets a valid, empty copy in area A */
+	for (p = 0; !r && p < c->layout.nr_mpages; p += n) {
+		u32 i;
+
+		n = min(c->layout.nr_mpages - p, VMC_LOAD_CHUNK);
+		memset(c->staging, 0, (size_t)n * VMC_PAGE_SIZE);
+		for (i = 0; i < n; i++)
+			seal_page(c, c->staging + (size_t)i * VMC_PAGE_SIZE,
+				  p + i, 1);
+		r = md_rw(c, REQ_OP_WRITE, c->staging,
+			  vmc_mpage_sector(&c->layout, 0, p), n);
+	}
+	if (r) {
+		*error = "Cannot format cache device (write error)";
+		return r;
+	}
+	/* magic last: a crash before this leaves a blank-looking device */
+	sb_fill(c, sb, 0, 1, 0, 0, 0);
+	r = md_rw(c, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA, sb, 0, 1);
+	if (r) {
+		*error = "Cannot write superblock";
+		return r;
+	}
+	c->seq = 1;
+	c->sb_slot = 0;
+	DMINFO("%s: formatted cache device: %u blocks of %u bytes",
+	       c->name, c->nr_blocks, c->tun[VMC_T_BLOCK_SIZE]);
+	return 0;
+}
+
+static int check_sb(struct vmcache *c, struct vmc_superblock *sb,
+		    unsigned int block_size, char **error)
+{
+	u64 cache_sectors = le64_to_cpu(sb->cache_sectors);
+	u32 bs = le32_to_cpu(sb->block_size);
+	int r;
+
+	if (block_size && block_size != bs) {
+		*error = "Block size differs from the one on the cache device";
+		return -EINVAL;
+	}
+	if (cache_sectors > bdev_nr_sectors(c->cache_dev->bdev)) {
+		*error = "Cache device is smaller than when it was formatted";
+		return -EINVAL;
+	}
+	r = set_geometry(c, bs, cache_sectors, error);
+	if (r)
+		return r;
+	if (c->layout.nr_blocks != le64_to_cpu(sb->nr_blocks) ||
+	    c->layout.nr_mpages != le32_to_cpu(sb->nr_mpages) ||
+	    c->layout.data_start != le64_to_cpu(sb->data_start)) {
+		*error = "Superblock geometry is inconsistent";
+		return -EINVAL;
+	}
+	if (le64_to_cpu(sb->origin_sectors) != c->origin_sectors) {
+		*error = le64_to_cpu(sb->nr_dirty) ?
+			 "Cache holds dirty data of a different origin (size differs)" :
+			 "Cache belongs to a different origin (size differs)";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb->flags) & VMC_SB_NEEDS_CHECK) {
+		*error = "Metadata needs check (run vmcachectl check)";
+		return -EINVAL;
+	}
+	memcpy(c->uuid, sb->uuid, sizeof(c->uuid));
+	c->format_time = le64_to_cpu(sb->format_time);
+	c->seq = le64_to_cpu(sb->seq);
+	return 0;
+}
+
+int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
+		char **error)
+{
+	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
+	enum sb_verdict v[VMC_SB_SLOTS];
+	char *why[VMC_SB_SLOTS] = { NULL, NULL };
+	int r = -ENOMEM, best = -1;
+	u32 i;
+
+	c->io_client = dm_io_client_create();
+	if (IS_ERR(c->io_client)) {
+		r = PTR_ERR(c->io_client);
+		c->io_client = NULL;
+		*error = "Cannot create dm-io client";
+		return r;
+	}
+	for (i = 0; i < VMC_SB_SLOTS; i++) {
+		sb[i] = vmalloc(VMC_PAGE_SIZE);
+		if (!sb[i])
+			goto out;
+	}
+	for (i = 0; i < VMC_SB_SLOTS; i++) {
+		r = md_rw(c, REQ_OP_READ, sb[i], i * VMC_PAGE_SECTORS, 1);
+		if (r) {
+			*error = "Cannot read superblock";
+			goto out;
+		}
+		v[i] = sb_check(sb[i], i, &why[i]);
+		if (v[i] == SB_GOOD &&
+		    (best < 0 || le64_to_cpu(sb[i]->seq) >
+				 le64_to_cpu(sb[best]->seq)))
+			best = i;
+	}
+
+	if (best < 0 && v[0] == SB_ZERO && v[1] == SB_ZERO) {
+		if (must_exist) {
+			*error = "Cache device is blank and must_exist is set";
+			r = -ENODEV;
+			goto out;
+		}
+		r = set_geometry(c, block_size ?: c->tun[VMC_T_BLOCK_SIZE],
+				 bdev_nr_sectors(c->cache_dev->bdev), error);
+		if (!r)
+			r = vmc_md_alloc_staging(c, error);
+		if (!r)
+			r = format(c, sb[0], error);
+		goto out;
+	}
+	if (best < 0) {
+		*error = why[0] ?: why[1];
+		r = -EINVAL;
+		goto out;
+	}
+	c->sb_slot = best;
+	r = check_sb(c, sb[best], block_size, error);
+	if (!r)
+		r = vmc_md_alloc_staging(c, error);
+	if (!r)
+		c->loaded_dirty = le64_to_cpu(sb[best]->nr_dirty);
+	if (!r)
+		c->loaded_valid = le64_to_cpu(sb[best]->nr_valid);
+out:
+	for (i = 0; i < VMC_SB_SLOTS; i++)
+		vfree(sb[i]);
+	return r;
+}
+
+static int vmc_md_alloc_staging(struct vmcache *c, char **error)
+{
+	size_t pages = c->layout.nr_mpages;
+
+	c->staging = vmalloc(array_size(max_t(size_t, pages, VMC_LOAD_CHUNK),
+					VMC_PAGE_SIZE));
+	c->mpage_dirty = bitmap_zalloc(pages, GFP_KERNEL);
+	c->mpage_slot = bitmap_zalloc(pages, GFP_KERNEL);
+	c->mpage_writing = bitmap_zalloc(pages, GFP_KERNEL);
+	if (!c->staging || !c->mpage_dirty || !c->mpage_slot ||
+	    !c->mpage_writing) {
+		*error = "Cannot allocate metadata buffers";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* loading */
+
+static bool mpage_ok(struct vmcache *c, struct vmc_mpage *mp, u32 p)
+{
+	return le32_to_cpu(mp->hdr.csum) == mpage_csum(c, mp) &&
+	       le32_to_cpu(mp->hdr.index) == p &&
+	       le64_to_cpu(mp->hdr.seq) <= c->seq;
+}
+
+static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
+		     u64 *nr_dirty, u64 *nr_valid, char **error)
+{
+	u64 oblocks = c->origin_sectors >> c->block_shift;
+	u32 i;
+
+	for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
+		u64 e = le64_to_cpu(mp->entries[i]);
+		u32 cb = p * VMC_ENTRIES_PER_PAGE + i;
+		u64 ob = vmc_entry_oblock(e);
+		u8 valid = vmc_entry_valid(e), dirty = vmc_entry_dirty(e);
+
+		if (!e)
+			continue;
+		if (cb >= c->nr_blocks || !valid ||
+		    (e & VMC_ENTRY_RESERVED_MASK) || (dirty & ~valid) ||
+		    ob >= oblocks) {
+			*error = "Corrupt mapping entry";
+			return -EINVAL;
+		}
+		if (vmc_lookup(c, ob) != VMC_NIL) {
+			*error = "Two cache blocks map the same origin block";
+			return -EINVAL;
+		}
+		vmc_policy_load(c, cb, ob, valid, dirty);
+		*nr_valid += 1;
+		*nr_dirty += !!dirty;
+	}
+	return 0;
+}
+
+int vmc_md_load(struct vmcache *c, char **error)
+{
+	void *b_copy = NULL;
+	u64 nr_dirty = 0, nr_valid = 0;
+	u32 p, n, i;
+	int r = 0;
+
+	b_copy = vmalloc((size_t)VMC_LOAD_CHUNK * VMC_PAGE_SIZE);
+	if (!b_copy) {
+		*error = "Cannot allocate metadata buffers";
+		return -ENOMEM;
+	}
+	for (p = 0; !r && p < c->layout.nr_mpages; p += n) {
+		n = min(c->layout.nr_mpages - p, VMC_LOAD_CHUNK);
+		r = md_rw(c, REQ_OP_READ, c->staging,
+			  vmc_mpage_sector(&c->layout, 0, p), n);
+		if (!r)
+			r = md_rw(c, REQ_OP_READ, b_copy,
+				  vmc_mpage_sector(&c->layout, 1, p), n);
+		if (r) {
+			*error = "Cannot read mapping pages";
+			break;
+		}
+		for (i = 0; !r && i < n; i++) {
+			struct vmc_mpage *a = c->staging + (size_t)i * VMC_PAGE_SIZE;
+			struct vmc_mpage *b = b_copy + (size_t)i * VMC_PAGE_SIZE;
+			bool a_ok = mpage_ok(c, a, p + i);
+			bool b_ok = mpage_ok(c, b, p + i);
+
+			if (!a_ok && !b_ok) {
+				*error = "Mapping page corrupt in both copies";
+				r = -EINVAL;
+				break;
+			}
+			if (b_ok && (!a_ok || le64_to_cpu(b->hdr.seq) >
+					      le64_to_cpu(a->hdr.seq))) {
+				set_bit(p + i, c->mpage_slot);
+				a = b;
+			}
+			r = load_page(c, a, p + i, &nr_dirty, &nr_valid, error);
+		}
+	}
+	vfree(b_copy);
+	if (!r && (nr_dirty != c->loaded_dirty || nr_valid != c->loaded_valid)) {
+		*error = "Mapping counts do not match the superblock";
+		r = -EINVAL;
+	}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* commit */
+
+static void set_md_state(struct vmcache *c, enum vmc_md_state s)
+{
+	if (c->md_state >= s)
+		return;
+	c->md_state = s;
+	DMERR("%s: metadata %s", c->name,
+	      s == VMC_MD_FAIL ? "failed: caching stopped" : "needs check");
+	dm_table_event(c->ti->table);
+}
+
+static int write_pages(struct vmcache *c, u64 seq)
+{
+	struct vmc_md_io io;
+	u32 p;
+
+	atomic_set(&io.pending, 1);
+	io.error = 0;
+	init_completion(&io.done);
+	for_each_set_bit(p, c->mpage_writing, c->layout.nr_mpages) {
+		struct vmc_mpage *mp = c->staging + (size_t)p * VMC_PAGE_SIZE;
+		u32 slot = !test_bit(p, c->mpage_slot);
+		struct dm_io_region where = {
+			.bdev = c->cache_dev->bdev,
+			.sector = vmc_mpage_sector(&c->layout, slot, p),
+			.count = VMC_PAGE_SECTORS,
+		};
+		struct dm_io_request req = {
+			.bi_opf = REQ_OP_WRITE,
+			.mem.type = DM_IO_VMA,
+			.mem.ptr.vma = mp,
+			.notify.fn = md_async_done,
+			.notify.context = &io,
+			.client = c->io_client,
+		};
+
+		seal_page(c, mp, p, seq);
+		atomic_inc(&io.pending);
+		if (dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT))
+			md_async_done(1, &io);
+	}
+	md_async_done(0, &io);
+	wait_for_completion_io(&io.done);
+	return io.error;
+}
+
+int vmc_md_commit(struct vmcache *c, bool clean)
+{
+	struct vmc_superblock *sb = NULL;
+	u32 pending, nr_pages = c->layout.nr_mpages, p;
+	u64 nr_dirty, nr_valid, seq;
+	int r;
+
+	mutex_lock(&c->commit_lock);
+	if (c->md_state != VMC_MD_OK) {
+		r = -EIO;
+		goto out;
+	}
+
+	spin_lock_irq(&c->lock);
+	pending = c->lists[VMC_LIST_PENDING].count;
+	nr_dirty = c->nr_dirty;
+	nr_valid = c->nr_valid_blocks;
+	bitmap_copy(c->mpage_writing, c->mpage_dirty, nr_pages);
+	bitmap_zero(c->mpage_dirty, nr_pages);
+	for_each_set_bit(p, c->mpage_writing, nr_pages)
+		encode_page(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
+	spin_unlock_irq(&c->lock);
+
+	seq = c->seq + 1;
+	r = write_pages(c, seq);
+	if (!r) {
+		sb = vmalloc(VMC_PAGE_SIZE);
+		r = sb ? 0 : -ENOMEM;
+	}
+	if (!r) {
+		u32 slot = !c->sb_slot;
+
+		sb_fill(c, sb, slot, seq, clean ? VMC_SB_CLEAN_SHUTDOWN : 0,
+			nr_dirty, nr_valid);
+		r = md_rw(c, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA, sb,
+			  (sector_t)slot * VMC_PAGE_SECTORS, 1);
+	}
+	vfree(sb);
+	if (r) {
+		/* the pages we did not commit must be written next time */
+		spin_lock_irq(&c->lock);
+		bitmap_or(c->mpage_dirty, c->mpage_dirty, c->mpage_writing,
+			  nr_pages);
+		spin_unlock_irq(&c->lock);
+		if (r != -ENOMEM) {
+			vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
+			set_md_state(c, VMC_MD_FAIL);
+		}
+		goto out;
+	}
+	c->seq = seq;
+	c->sb_slot = !c->sb_slot;
+	bitmap_xor(c->mpage_slot, c->mpage_slot, c->mpage_writing, nr_pages);
+	vmc_stat_inc(c, VMC_S_COMMITS);
+
+	spin_lock_irq(&c->lock);
+	vmc_policy_release_pending(c, pending);
+	spin_unlock_irq(&c->lock);
+out:
+	mutex_unlock(&c->commit_lock);
+	return r;
+}
+
+void vmc_md_close(struct vmcache *c)
+{
+	vfree(c->staging);
+	c->staging = NULL;
+	bitmap_free(c->mpage_dirty);
+	bitmap_free(c->mpage_slot);
+	bitmap_free(c->mpage_writing);
+	c->mpage_dirty = NULL;
+	c->mpage_slot = NULL;
+	c->mpage_writing = NULL;
+	if (c->io_client)
+		dm_io_client_destroy(c->io_client);
+	c->io_client = NULL;
+}

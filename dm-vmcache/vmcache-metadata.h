@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-vmcache metadata: the only code that reads or writes the superblocks
+ * and mapping pages.  See vmcache_ondisk.h for the format and the commit
+ * protocol.
+ */
+#ifndef DM_VMCACHE_METADATA_H
+#define DM_VMCACHE_METADATA_H
+
+#include "vmcache.h"
+
+/*
+ * Read the superblocks; format a blank device unless @must_exist.  Sets the
+ * geometry in @c.  @block_size is the table's request (0: none).  On failure
+ * *error names the reason.
+ */
+int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
+		char **error);
+
+/* Rebuild the in-memory mappings from the newest committed pages. */
+int vmc_md_load(struct vmcache *c, char **error);
+
+/*
+ * Make every completed write durable together with the mappings that
+ * describe it.  @clean marks a clean shutdown.  Sleeps.
+ */
+int vmc_md_commit(struct vmcache *c, bool clean);
+
+void vmc_md_close(struct vmcache *c);
+
+#endif /* DM_VMCACHE_METADATA_H */

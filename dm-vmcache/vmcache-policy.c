@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-vmcache policy.
+ *
+ * Blocks live on index-linked lists (32-bit links inside struct vmc_block,
+ * no pointers) so the whole per-block cost stays at 32 bytes plus one hash
+ * bucket.  Clean blocks sit on PROBATION (seen once) and PROTECTED (hit
+ * again): a one-pass scan only churns PROBATION, so the hot set survives
+ * (2q).  With the lru policy every clean block is on PROBATION.  Dirty
+ * blocks are never eviction candidates; they sit on DIRTY in the order they
+ * became dirty, which is the order writeback and max_dirty_age want.
+ */
+#include <linux/hash.h>
+#include <linux/jiffies.h>
+#include <linux/log2.h>
+#include <linux/vmalloc.h>
+#include "vmcache-policy.h"
+
+/* protected blocks may fill at most this share of the cache (2q) */
+#define VMC_PROTECTED_PCT	75
+/* victims looked at per allocation before giving up */
+#define VMC_VICTIM_SCAN		32
+/* evicted ahead of need, so allocation rarely waits for a commit */
+#define VMC_EVICT_BATCH		32
+/* a stream not continued within this time is forgotten */
+#define VMC_STREAM_TIMEOUT	(HZ * 2)
+
+static inline struct vmc_block *blk(struct vmcache *c, u32 idx)
+{
+	return &c->blocks[idx];
+}
+
+static u32 hash_of(struct vmcache *c, u64 oblock)
+{
+	return hash_64(oblock, 32) & c->hash_mask;
+}
+
+static void list_unlink(struct vmcache *c, u32 idx)
+{
+	struct vmc_block *b = blk(c, idx);
+	struct vmc_list *l = &c->lists[b->list];
+
+	if (b->list == VMC_LIST_NONE)
+		return;
+	if (b->prev != VMC_NIL)
+		blk(c, b->prev)->next = b->next;
+	else
+		l->head = b->next;
+	if (b->next != VMC_NIL)
+		blk(c, b->next)->prev = b->prev;
+	else
+		l->tail = b->prev;
+	l->count--;
+	b->prev = VMC_NIL;
+	b->next = VMC_NIL;
+	b->list = VMC_LIST_NONE;
+}
+
+void vmc_list_move(struct vmcache *c, u32 idx, enum vmc_list_id to, bool tail)
+{
+	struct vmc_block *b = blk(c, idx);
+	struct vmc_list *l = &c->lists[to];
+
+	list_unlink(c, idx);
+	b->list = to;
+	if (tail) {
+		b->prev = l->tail;
+		b->next = VMC_NIL;
+		if (l->tail != VMC_NIL)
+			blk(c, l->tail)->next = idx;
+		else
+			l->head = idx;
+		l->tail = idx;
+	} else {
+		b->next = l->head;
+		b->prev = VMC_NIL;
+		if (l->head != VMC_NIL)
+			blk(c, l->head)->prev = idx;
+		else
+			l->tail = idx;
+		l->head = idx;
+	}
+	l->count++;
+}
+
+int vmc_policy_create(struct vmcache *c)
+{
+	u32 i, buckets;
+
+	c->blocks = vzalloc(array_size(c->nr_blocks, sizeof(*c->blocks)));
+	buckets = roundup_pow_of_two(c->nr_blocks);
+	c->hash = vmalloc(array_size(buckets, sizeof(*c->hash)));
+	c->promote_count = vzalloc(buckets);
+	if (!c->blocks || !c->hash || !c->promote_count)
+		return -ENOMEM;
+	c->hash_mask = buckets - 1;
+	c->promote_mask = buckets - 1;
+	for (i = 0; i < buckets; i++)
+		c->hash[i] = VMC_NIL;
+	for (i = 0; i < VMC_NR_LISTS; i++) {
+		c->lists[i].head = VMC_NIL;
+		c->lists[i].tail = VMC_NIL;
+		c->lists[i].count = 0;
+	}
+	for (i = 0; i < c->nr_blocks; i++) {
+		c->blocks[i].hnext = VMC_NIL;
+		c->blocks[i].list = VMC_LIST_NONE;
+		vmc_list_move(c, i, VMC_LIST_FREE, true);
+	}
+	return 0;
+}
+
+void vmc_policy_destroy(struct vmcache *c)
+{
+	vfree(c->blocks);
+	vfree(c->hash);
+	vfree(c->promote_count);
+	c->blocks = NULL;
+	c->hash = NULL;
+	c->promote_count = NULL;
+}
+
+u32 vmc_lookup(struct vmcache *c, u64 oblock)
+{
+	u32 idx = c->hash[hash_of(c, oblock)];
+
+	while (idx != VMC_NIL && blk(c, idx)->oblock != oblock)
+		idx = blk(c, idx)->hnext;
+	return idx;
+}
+
+static void hash_remove(struct vmcache *c, u32 idx)
+{
+	u32 *p = &c->hash[hash_of(c, blk(c, idx)->oblock)];
+
+	while (*p != VMC_NIL && *p != idx)
+		p = &blk(c, *p)->hnext;
+	if (*p == idx)
+		*p = blk(c, idx)->hnext;
+	blk(c, idx)->hnext = VMC_NIL;
+}
+
+static void protect(struct vmcache *c, u32 idx)
+{
+	u32 cap = div_u64((u64)c->nr_blocks * VMC_PROTECTED_PCT, 100);
+
+	vmc_list_move(c, idx, VMC_LIST_PROTECTED, false);
+	/* overflow falls back to probation, where it can be evicted */
+	while (c->lists[VMC_LIST_PROTECTED].count > cap)
+		vmc_list_move(c, c->lists[VMC_LIST_PROTECTED].tail,
+			      VMC_LIST_PROBATION, false);
+}
+
+void vmc_policy_hit(struct vmcache *c, u32 idx)
+{
+	struct vmc_block *b = blk(c, idx);
+
+	if (b->list == VMC_LIST_PROBATION &&
+	    c->tun[VMC_T_POLICY] == VMC_POLICY_2Q)
+		protect(c, idx);
+	else if (b->list == VMC_LIST_PROBATION ||
+		 b->list == VMC_LIST_PROTECTED)
+		vmc_list_move(c, idx, b->list, false);
+}
+
+void vmc_policy_unmap(struct vmcache *c, u32 idx)
+{
+	struct vmc_block *b = blk(c, idx);
+
+	if (!(b->flags & VMC_B_MAPPED))
+		return;
+	hash_remove(c, idx);
+	if (b->dirty)
+		c->nr_dirty--;
+	if (b->valid)
+		c->nr_valid_blocks--;
+	b->valid = 0;
+	b->dirty = 0;
+	b->flags &= ~(VMC_B_MAPPED | VMC_B_REDIRTY);
+	c->nr_mapped--;
+	vmc_list_move(c, idx, VMC_LIST_PENDING, true);
+	vmc_mark_mpage(c, idx);
+}
+
+static bool evictable(struct vmc_block *b)
+{
+	return !b->dirty && !b->holders && !b->filling &&
+	       !(b->flags & VMC_B_WB);
+}
+
+/* unmap up to @want idle clean blocks, coldest first */
+static u32 evict(struct vmcache *c, u32 want)
+{
+	static const enum vmc_list_id order[] = {
+		VMC_LIST_PROBATION, VMC_LIST_PROTECTED
+	};
+	u32 done = 0, i;
+
+	for (i = 0; i < ARRAY_SIZE(order) && done < want; i++) {
+		u32 idx = c->lists[order[i]].tail;
+		u32 scanned = 0;
+
+		while (idx != VMC_NIL && done < want &&
+		       scanned++ < VMC_VICTIM_SCAN + want) {
+			u32 prev = blk(c, idx)->prev;
+
+			if (evictable(blk(c, idx))) {
+				vmc_policy_unmap(c, idx);
+				vmc_stat_inc(c, VMC_S_DEMOTIONS);
+				done++;
+			}
+			idx = prev;
+		}
+	}
+	return done;
+}
+
+static void map_block(struct vmcache *c, u32 idx, u64 oblock)
+{
+	struct vmc_block *b = blk(c, idx);
+	u32 *bucket = &c->hash[hash_of(c, oblock)];
+
+	b->oblock = oblock;
+	b->valid = 0;
+	b->dirty = 0;
+	b->filling = 0;
+	b->cancel = 0;
+	b->flags = VMC_B_MAPPED;
+	b->hnext = *bucket;
+	*bucket = idx;
+	c->nr_mapped++;
+	vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
+}
+
+void vmc_policy_load(struct vmcache *c, u32 idx, u64 oblock, u8 valid,
+		     u8 dirty)
+{
+	map_block(c, idx, oblock);
+	vmc_policy_set_valid(c, idx, valid);
+	if (dirty)
+		vmc_policy_set_dirty(c, idx, dirty);
+}
+
+void vmc_policy_set_valid(struct vmcache *c, u32 idx, u8 valid)
+{
+	struct vmc_block *b = blk(c, idx);
+
+	if (b->valid == valid)
+		return;
+	if (!b->valid)
+		c->nr_valid_blocks++;
+	else if (!valid)
+		c->nr_valid_blocks--;
+	b->valid = valid;
+	vmc_mark_mpage(c, idx);
+}
+
+u32 vmc_policy_alloc(struct vmcache *c, u64 oblock, bool *need_commit)
+{
+	u32 reserve = clamp_t(u32, c->nr_blocks / 64, 8, 1024);
+	u32 idx;
+
+	if (c->lists[VMC_LIST_FREE].count + c->lists[VMC_LIST_PENDING].count <
+	    reserve && evict(c, VMC_EVICT_BATCH))
+		*need_commit = true;
+	idx = c->lists[VMC_LIST_FREE].head;
+	if (idx == VMC_NIL) {
+		if (c->lists[VMC_LIST_PENDING].count)
+			*need_commit = true;
+		return VMC_NIL;
+	}
+	map_block(c, idx, oblock);
+	return idx;
+}
+
+void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
+{
+	struct vmc_block *b = blk(c, idx);
+
+	if (!b->dirty) {
+		c->nr_dirty++;
+		b->dirtied = vmc_now_secs(c);
+		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
+	}
+	if ((b->dirty | mask) != b->dirty) {
+		b->dirty |= mask;
+		vmc_mark_mpage(c, idx);
+	}
+	if (b->flags & VMC_B_WB)
+		b->flags |= VMC_B_REDIRTY;
+}
+
+void vmc_policy_set_clean(struct vmcache *c, u32 idx)
+{
+	struct vmc_block *b = blk(c, idx);
+
+	if (!b->dirty)
+		return;
+	b->dirty = 0;
+	c->nr_dirty--;
+	vmc_mark_mpage(c, idx);
+	vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
+}
+
+bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
+{
+	unsigned int need = c->tun[VMC_T_PROMOTE_AFTER];
+	u8 *ctr;
+
+	if (need <= 1)
+		return true;
+	/* age the counters: forget everything every 2 * nr_blocks misses */
+	if (++c->promote_ticks >= 2 * c->nr_blocks) {
+		memset(c->promote_count, 0, c->promote_mask + 1);
+		c->promote_ticks = 0;
+	}
+	ctr = &c->promote_count[hash_64(oblock ^ 0x5bd1e995, 32) &
+				c->promote_mask];
+	if (*ctr + 1u >= need) {
+		*ctr = 0;
+		return true;
+	}
+	(*ctr)++;
+	return false;
+}
+
+bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
+			   unsigned int bytes)
+{
+	u64 cutoff = (u64)c->tun[VMC_T_SEQ_CUTOFF] << 10;
+	struct vmc_stream *s, *oldest = &c->streams[0];
+	unsigned long now = jiffies;
+	int i;
+
+	if (!cutoff)
+		return false;
+	for (i = 0; i < VMC_STREAMS; i++) {
+		s = &c->streams[i];
+		if (s->next == sector && s->bytes &&
+		    time_before(now, s->last + VMC_STREAM_TIMEOUT)) {
+			s->bytes += bytes;
+			s->next = sector + (bytes >> SECTOR_SHIFT);
+			s->last = now;
+			return s->bytes > cutoff;
+		}
+		if (time_before(s->last, oldest->last))
+			oldest = s;
+	}
+	oldest->next = sector + (bytes >> SECTOR_SHIFT);
+	oldest->bytes = bytes;
+	oldest->last = now;
+	return false;
+}
+
+void vmc_policy_switch(struct vmcache *c)
+{
+	/* lru keeps one list: fold protected into probation, hottest first */
+	if (c->tun[VMC_T_POLICY] == VMC_POLICY_LRU) {
+		while (c->lists[VMC_LIST_PROTECTED].count)
+			vmc_list_move(c, c->lists[VMC_LIST_PROTECTED].tail,
+				      VMC_LIST_PROBATION, false);
+	}
+}
+
+void vmc_policy_release_pending(struct vmcache *c, u32 n)
+{
+	while (n-- && c->lists[VMC_LIST_PENDING].count)
+		vmc_list_move(c, c->lists[VMC_LIST_PENDING].head,
+			      VMC_LIST_FREE, true);
+}
+
+u32 vmc_policy_invalidate_clean(struct vmcache *c, bool *need_commit)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < c->nr_blocks; i++) {
+		struct vmc_block *b = blk(c, i);
+
+		if ((b->flags & VMC_B_MAPPED) && evictable(b)) {
+			vmc_policy_unmap(c, i);
+			n++;
+		}
+	}
+	if (n)
+		*need_commit = true;
+	return n;
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-vmcache sysfs: /sys/module/dm_vmcache/caches/<dm-name>/ holds one file
+ * per status key (read-only) and per online tunable (read-write), so tools
+ * need not parse the status line.  The directory lives from resume to
+ * suspend, so a table reload never meets its predecessor's name.
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+#include "vmcache.h"
+
+/* status keys that are not tunables; tunables come from vmc_tunables */
+static const char * const status_keys[] = {
+	"version", "block_size", "metadata", "metadata_used", "metadata_total",
+	"blocks_total", "blocks_used", "blocks_dirty", "read_hits",
+	"read_misses", "write_hits", "write_misses", "bypassed", "promotions",
+	"demotions", "writeback_done", "writeback_inflight",
+	"writeback_errors", "cache_errors", "origin_errors", "data_loss",
+	"flush", "degraded", "commits", "seq",
+};
+
+#define VMC_NR_ATTRS (ARRAY_SIZE(status_keys) + VMC_NR_TUNABLES)
+
+static struct kset *caches_kset;
+static struct attribute vmc_attr_store[VMC_NR_ATTRS];
+static struct attribute *vmc_attrs[VMC_NR_ATTRS + 1];
+ATTRIBUTE_GROUPS(vmc);
+
+static int tunable_of(const struct attribute *attr)
+{
+	int i;
+
+	for (i = 0; i < VMC_NR_TUNABLES; i++)
+		if (!strcmp(attr->name, vmc_tunables[i].name))
+			return i;
+	return -1;
+}
+
+static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
+			     char *buf)
+{
+	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
+	size_t klen = strlen(attr->name);
+	char *all, *line;
+	ssize_t n = -ENOENT;
+	int t = tunable_of(attr);
+
+	if (t >= 0) {
+		n = vmc_format_tunable(c, t, buf, PAGE_SIZE - 1);
+		buf[n++] = '\n';
+		return n;
+	}
+	/* one formatter for the status line and these files */
+	all = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!all)
+		return -ENOMEM;
+	vmc_status_pairs(c, all, PAGE_SIZE, "\n");
+	for (line = all; line && *line; line = strchr(line, '\n'),
+	     line = line ? line + 1 : NULL) {
+		if (!strncmp(line, attr->name, klen) && line[klen] == '=') {
+			char *end = strchrnul(line, '\n');
+
+			n = sysfs_emit(buf, "%.*s\n",
+				       (int)(end - line - klen - 1),
+				       line + klen + 1);
+			break;
+		}
+	}
+	kfree(all);
+	return n;
+}
+
+static ssize_t vmc_attr_store_fn(struct kobject *kobj, struct attribute *attr,
+				 const char *buf, size_t len)
+{
+	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
+	int t = tunable_of(attr);
+	char *error = "", val[32];
+	int r;
+
+	if (t < 0)
+		return -EACCES;
+	if (len >= sizeof(val))
+		return -EINVAL;
+	memcpy(val, buf, len);
+	val[len] = 0;
+	r = vmc_set_tunable(c, t, strim(val), &error);
+	if (r) {
+		DMERR("%s: sysfs %s: %s", c->name, attr->name, error);
+		return r;
+	}
+	return len;
+}
+
+static const struct sysfs_ops vmc_sysfs_ops = {
+	.show = vmc_attr_show,
+	.store = vmc_attr_store_fn,
+};
+
+static void vmc_kobj_release(struct kobject *kobj)
+{
+	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
+
+	complete(&c->kobj_released);
+}
+
+static const struct kobj_type vmc_ktype = {
+	.sysfs_ops = &vmc_sysfs_ops,
+	.default_groups = vmc_groups,
+	.release = vmc_kobj_release,
+};
+
+int vmc_sysfs_add(struct vmcache *c)
+{
+	int r;
+
+	if (c->kobj_added)
+		return 0;
+	reinit_completion(&c->kobj_released);
+	r = kobject_init_and_add(&c->kobj, (struct kobj_type *)&vmc_ktype,
+				 &caches_kset->kobj, "%s", c->name);
+	if (r) {
+		kobject_put(&c->kobj);
+		wait_for_completion(&c->kobj_released);
+		return r;
+	}
+	c->kobj_added = true;
+	return 0;
+}
+
+void vmc_sysfs_del(struct vmcache *c)
+{
+	if (!c->kobj_added)
+		return;
+	kobject_del(&c->kobj);
+	kobject_put(&c->kobj);
+	wait_for_completion(&c->kobj_released);
+	c->kobj_added = false;
+}
+
+int vmc_sysfs_init(void)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < VMC_NR_TUNABLES; i++) {
+		if (!vmc_tunables[i].online &&
+		    strcmp(vmc_tunables[i].name, "block_size"))
+			continue;
+		vmc_attr_store[n].name = vmc_tunables[i].name;
+		vmc_attr_store[n].mode = vmc_tunables[i].online ? 0644 : 0444;
+		n++;
+	}
+	for (i = 0; i < ARRAY_SIZE(status_keys); i++) {
+		if (!strcmp(status_keys[i], "block_size"))
+			continue;
+		vmc_attr_store[n].name = status_keys[i];
+		vmc_attr_store[n].mode = 0444;
+		n++;
+	}
+	for (i = 0; i < n; i++)
+		vmc_attrs[i] = &vmc_attr_store[i];
+	vmc_attrs[n] = NULL;
+
+	caches_kset = kset_create_and_add("caches", NULL,
+					  &THIS_MODULE->mkobj.kobj);
+	return caches_kset ? 0 : -ENOMEM;
+}
+
+void vmc_sysfs_exit(void)
+{
+	kset_unregister(caches_kset);
+}

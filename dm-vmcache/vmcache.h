@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-vmcache: state shared by the target, metadata, policy, writeback and
+ * sysfs code.  One struct vmcache per table; one struct vmc_block per cache
+ * block (32 bytes, see vmc_block_size_check below).
+ */
+#ifndef DM_VMCACHE_H
+#define DM_VMCACHE_H
+
+#include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/kobject.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+#include <linux/completion.h>
+#include "vmcache_ondisk.h"
+
+#define DM_MSG_PREFIX "vmcache"
+
+#define VMC_NIL			U32_MAX
+#define VMC_FULL_MASK		0xffu
+
+/* lists a block can be on (vmc_block.list) */
+enum vmc_list_id {
+	VMC_LIST_NONE,
+	VMC_LIST_FREE,		/* unmapped, reusable now */
+	VMC_LIST_PENDING,	/* unmapped, reusable after the next commit */
+	VMC_LIST_PROBATION,	/* clean, seen once (2q) or all (lru) */
+	VMC_LIST_PROTECTED,	/* clean, hit again (2q only) */
+	VMC_LIST_DIRTY,		/* dirty, oldest first */
+	VMC_NR_LISTS
+};
+
+/* vmc_block.flags */
+#define VMC_B_MAPPED	(1u << 0)	/* in the hash table */
+#define VMC_B_WB	(1u << 1)	/* writeback in flight */
+#define VMC_B_REDIRTY	(1u << 2)	/* written while being written back */
+
+struct vmc_block {
+	u64 oblock;		/* origin block when mapped */
+	u32 hnext;		/* hash chain */
+	u32 prev, next;		/* list links */
+	u8 valid;		/* sub-blocks holding data */
+	u8 dirty;		/* sub-blocks newer than the origin */
+	u8 filling;		/* sub-blocks with a cache write in flight */
+	u8 cancel;		/* filling sub-blocks overwritten meanwhile */
+	u16 holders;		/* bios and copies using this block */
+	u16 writers;		/* writes to the cache copy in flight */
+	u16 dirtied;		/* seconds (mod 2^16) when it became dirty */
+	u8 list;		/* enum vmc_list_id */
+	u8 flags;		/* VMC_B_* */
+};
+
+struct vmc_list {
+	u32 head, tail, count;
+};
+
+enum vmc_policy {
+	VMC_POLICY_2Q,
+	VMC_POLICY_LRU,
+};
+
+enum vmc_md_state {
+	VMC_MD_OK,
+	VMC_MD_NEEDS_CHECK,	/* read-only: no new mappings */
+	VMC_MD_FAIL,
+};
+
+/* tunables: one table (vmcache-target.c) drives ctr, message and sysfs */
+enum vmc_tunable {
+	VMC_T_BLOCK_SIZE,
+	VMC_T_MODE,
+	VMC_T_POLICY,
+	VMC_T_PROMOTE_AFTER,
+	VMC_T_SEQ_CUTOFF,
+	VMC_T_WB_LOW,
+	VMC_T_WB_HIGH,
+	VMC_T_MAX_AGE,
+	VMC_T_WB_INFLIGHT,
+	VMC_T_WB_FLOOR,
+	VMC_T_WB_SORT,
+	VMC_T_WB_RETRIES,
+	VMC_T_MUST_EXIST,
+	VMC_NR_TUNABLES
+};
+
+struct vmc_tunable_desc {
+	const char *name;
+	unsigned int min, max;
+	bool online;
+	const char * const *names;	/* for enumerations, else NULL */
+	const char *error;		/* what a bad value gets told */
+};
+
+extern const struct vmc_tunable_desc vmc_tunables[VMC_NR_TUNABLES];
+extern unsigned int vmc_defaults[VMC_NR_TUNABLES];
+
+/* statistics, per CPU; summed when read */
+enum vmc_stat {
+	VMC_S_READ_HITS,
+	VMC_S_READ_MISSES,
+	VMC_S_WRITE_HITS,
+	VMC_S_WRITE_MISSES,
+	VMC_S_BYPASSED,
+	VMC_S_PROMOTIONS,
+	VMC_S_DEMOTIONS,
+	VMC_S_WB_DONE,
+	VMC_S_WB_ERRORS,
+	VMC_S_CACHE_ERRORS,
+	VMC_S_ORIGIN_ERRORS,
+	VMC_S_DATA_LOSS,
+	VMC_S_COMMITS,
+	VMC_NR_STATS
+};
+
+extern const char * const vmc_stat_names[VMC_NR_STATS];
+
+struct vmc_stats {
+	u64 v[VMC_NR_STATS];
+};
+
+/* sequential stream detector */
+#define VMC_STREAMS 8
+struct vmc_stream {
+	sector_t next;		/* sector the stream continues at */
+	u64 bytes;		/* length so far */
+	unsigned long last;	/* jiffies of last use */
+};
+
+/* writeback extent: one contiguous copy */
+struct vmc_wb_item {
+	u32 cblock;
+	u8 mask;	/* dirty sub-blocks copied */
+	bool err;	/* origin write or flush failed */
+	bool lost;	/* cache read failed */
+};
+
+struct vmc_wb_extent;
+
+struct vmcache {
+	struct dm_target *ti;
+	struct dm_dev *cache_dev;
+	struct dm_dev *origin_dev;
+	const char *name;
+
+	/* geometry */
+	struct vmc_layout layout;
+	u32 nr_blocks;
+	unsigned int block_shift;	/* log2(block size in sectors) */
+	unsigned int sub_shift;		/* log2(sub-block size in sectors) */
+	sector_t origin_sectors;
+
+	unsigned int tun[VMC_NR_TUNABLES];
+
+	/* --- everything below up to 'lock end' is under lock --- */
+	spinlock_t lock;
+	struct vmc_block *blocks;
+	u32 *hash;
+	u32 hash_mask;
+	struct vmc_list lists[VMC_NR_LISTS];
+	u32 nr_dirty;			/* blocks with a dirty sub-block */
+	u32 nr_mapped;			/* blocks in the hash table */
+	u32 nr_valid_blocks;		/* mapped blocks with valid data */
+	u8 *promote_count;		/* hashed miss counters */
+	u32 promote_mask;
+	u32 promote_ticks;
+	struct vmc_stream streams[VMC_STREAMS];
+	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
+	bool degraded;
+	bool flush_active;		/* drain requested */
+	/* --- lock end --- */
+
+	enum vmc_md_state md_state;
+	unsigned long *mpage_slot;	/* slot holding the newest copy */
+	unsigned long *mpage_writing;	/* pages of the commit under way */
+	void *staging;			/* encoded mapping pages */
+	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
+	u64 seq;			/* last durable commit */
+	u8 uuid[16];
+	u64 format_time;
+	u32 sb_slot;			/* slot of the last durable superblock */
+	struct mutex commit_lock;
+	struct dm_io_client *io_client;
+
+	struct vmc_stats __percpu *stats;
+	unsigned long last_io;		/* jiffies of the last foreground bio */
+	unsigned long start_time;	/* jiffies at load, for dirtied stamps */
+	unsigned int cache_err_burst;
+	atomic_t internal_io;		/* our own bios in flight */
+
+	struct workqueue_struct *wq;
+	struct work_struct commit_work;
+	struct delayed_work periodic_work;
+	spinlock_t defer_lock;
+	struct bio_list flush_bios;	/* waiting for a commit */
+	struct bio_list fill_bios;	/* cache writes to submit */
+	struct work_struct fill_work;
+
+	/* writeback */
+	struct dm_kcopyd_client *kcopyd;
+	struct delayed_work wb_work;
+	struct work_struct wb_done_work;
+	struct vmc_wb_item *wb_items;
+	struct vmc_wb_extent *wb_ext;
+	u32 wb_nr, wb_ext_nr;		/* current batch */
+	atomic_t wb_pending;		/* copies of the batch in flight */
+	atomic_t wb_inflight_blocks;
+	unsigned long wb_start, wb_next;
+	u32 wb_lat_avg, wb_lat_min;	/* usecs per block copied */
+	unsigned int wb_fail_streak;
+	bool wb_running;
+	bool wb_stopping;
+	bool origin_failing;
+
+	struct bio_set bs;
+
+	/* sysfs */
+	struct kobject kobj;
+	struct completion kobj_released;
+	bool kobj_added;
+};
+
+/* per-bio state (ti->per_io_data_size) */
+struct vmc_bio {
+	u32 cblock;
+	u8 mask;		/* sub-blocks this bio touches */
+	u8 flags;		/* VMC_PB_* */
+	blk_status_t clone_status;
+	struct bvec_iter iter;	/* as mapped: to copy or resubmit */
+};
+
+#define VMC_PB_HOLD	(1u << 0)	/* holds cblock */
+#define VMC_PB_WRITER	(1u << 1)	/* counted in writers */
+#define VMC_PB_FILL	(1u << 2)	/* validates mask on completion */
+#define VMC_PB_DIRTY	(1u << 3)	/* dirties mask on completion */
+#define VMC_PB_PROMOTE	(1u << 4)	/* read miss: copy into the cache */
+#define VMC_PB_CLONE	(1u << 5)	/* a cache clone was chained */
+#define VMC_PB_RETRY	(1u << 6)	/* read hit: retry on the origin */
+
+/* helpers used across files */
+static inline sector_t vmc_block_sectors(struct vmcache *c)
+{
+	return (sector_t)1 << c->block_shift;
+}
+
+static inline sector_t vmc_cblock_sector(struct vmcache *c, u32 cblock)
+{
+	return c->layout.data_start + ((sector_t)cblock << c->block_shift);
+}
+
+static inline void vmc_stat_add(struct vmcache *c, enum vmc_stat s, u64 n)
+{
+	this_cpu_add(c->stats->v[s], n);
+}
+
+static inline void vmc_stat_inc(struct vmcache *c, enum vmc_stat s)
+{
+	vmc_stat_add(c, s, 1);
+}
+
+u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s);
+u16 vmc_now_secs(struct vmcache *c);
+void vmc_mark_mpage(struct vmcache *c, u32 cblock);
+
+/* vmcache-target.c */
+int vmc_set_tunable(struct vmcache *c, enum vmc_tunable t, const char *val,
+		    char **error);
+int vmc_format_tunable(struct vmcache *c, enum vmc_tunable t, char *buf,
+		       size_t len);
+unsigned int vmc_status_pairs(struct vmcache *c, char *buf, size_t len,
+			      const char *sep);
+
+/* vmcache-sysfs.c */
+int vmc_sysfs_init(void);
+void vmc_sysfs_exit(void);
+int vmc_sysfs_add(struct vmcache *c);
+void vmc_sysfs_del(struct vmcache *c);
+
+#endif /* DM_VMCACHE_H */
