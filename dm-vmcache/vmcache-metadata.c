@@ -166,7 +166,7 @@ static int set_geometry(struct vmcache *c, u32 block_size, u64 cache_sectors,
 	return 0;
 }
 
-static void encode_page(struct vmcache *c, u32 p, struct vmc_mpage *mp)
+static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
 {
 	u32 first = p * VMC_ENTRIES_PER_PAGE, i;
 
@@ -517,7 +517,7 @@ int vmc_md_commit(struct vmcache *c, bool clean)
 	bitmap_copy(c->mpage_writing, c->mpage_dirty, nr_pages);
 	bitmap_zero(c->mpage_dirty, nr_pages);
 	for_each_set_bit(p, c->mpage_writing, nr_pages)
-		encode_page(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
+		encode_mpage(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
 	spin_unlock_irq(&c->lock);
 
 	seq = c->seq + 1;
