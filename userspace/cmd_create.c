@@ -140,10 +140,6 @@ static int judge_cache(struct create_req *r, struct vmc_dev *c,
 			return -1;
 		}
 		*wipe = true;
-	} else if (m->orphan && !r->force) {
-		vmc_err("cache device %s: slot 0 is zero but slot 1 holds a cache superblock, and the kernel would format over it; 'vmcachectl check %s' says more, --force formats it",
-			c->path, c->path);
-		return -1;
 	} else if (r->must_exist) {
 		vmc_err("cache device %s is blank but --must-exist expects a cache on it: was it replaced or wiped? Any dirty data it held is gone; create the cache without --must-exist to start afresh",
 			c->path);

@@ -23,20 +23,50 @@ static const char *const result_name[] = {
 	[CHECK_CORRUPT] = "corrupt",
 };
 
-/* both stages; -1 on an operational error (reported), else 0 */
-static int read_meta(const char *path, struct vmc_meta *m)
+/* both stages on an open device; -1 on an operational error, else 0 */
+static int read_dev(struct vmc_dev *d, struct vmc_meta *m)
+{
+	vmc_meta_free(m);
+	if (vmc_meta_read_sb(d, m))
+		return -1;
+	return m->slot >= 0 ? vmc_meta_read_mappings(d, m) : 0;
+}
+
+static int read_meta(const char *path, struct vmc_meta *m, int flags,
+		     struct vmc_dev *keep)
 {
 	struct vmc_dev d;
-	int ret = -1;
+	int ret;
 
 	memset(m, 0, sizeof(*m));
 	m->slot = -1;
-	if (vmc_dev_open(&d, path, 0))
+	if (vmc_dev_open(&d, path, flags))
 		return -1;
-	if (!vmc_meta_read_sb(&d, m))
-		ret = m->slot >= 0 ? vmc_meta_read_mappings(&d, m) : 0;
-	vmc_dev_close(&d);
+	ret = read_dev(&d, m);
+	if (keep && !ret)
+		*keep = d;
+	else
+		vmc_dev_close(&d);
 	return ret;
+}
+
+/* habit of fsck tools: write only when asked, and only after a pass without errors */
+static int clear_needs_check(struct vmc_dev *d, struct vmc_meta *m)
+{
+	if (m->slot < 0 || m->count[VMC_ERROR]) {
+		vmc_note("%s: not clearing needs_check: the check found errors",
+			 d->path);
+		return 0;
+	}
+	if (!(le32toh(m->sb.flags) & VMC_SB_NEEDS_CHECK)) {
+		vmc_note("%s: needs_check is not set, nothing to clear", d->path);
+		return 0;
+	}
+	if (vmc_clear_needs_check(d, m) || read_dev(d, m))
+		return -1;
+	vmc_note("%s: needs_check cleared (superblock slot %d, seq %" PRIu64 ")",
+		 d->path, m->slot, le64toh(m->sb.seq));
+	return 0;
 }
 
 static size_t unshown(const struct vmc_meta *m)
@@ -97,18 +127,22 @@ static void check_text(const char *dev, const struct vmc_meta *m, int rc)
 	printf("\n");
 }
 
-int check_run(const char *dev, bool quiet, bool json)
+int check_run(const char *dev, bool quiet, bool json, bool clear)
 {
+	struct vmc_dev d = { .fd = -1 };
 	struct vmc_meta m;
 	int rc;
 
 	vmc_clear_error();
-	if (read_meta(dev, &m)) {
+	if (read_meta(dev, &m, clear ? VMC_DEV_WRITE : 0, &d) ||
+	    (clear && clear_needs_check(&d, &m))) {
+		vmc_dev_close(&d);
 		vmc_meta_free(&m);
 		if (json)
 			vmc_json_error();
 		return CHECK_OPERROR;
 	}
+	vmc_dev_close(&d);
 	rc = vmc_meta_result(&m);
 	if (json)
 		check_json(dev, &m, rc);
@@ -121,28 +155,32 @@ int check_run(const char *dev, bool quiet, bool json)
 int cmd_check(int argc, char **argv)
 {
 	const char *pos[1] = { NULL };
-	bool quiet = false, json = false;
+	bool quiet = false, json = false, clear = false;
 	const struct opt opts[] = {
 		{ "quiet", 'q', OPT_FLAG, &quiet, NULL },
 		{ "json", 'j', OPT_FLAG, &json, NULL },
+		{ "clear-needs-check", 0, OPT_FLAG, &clear, NULL },
 	};
 	const struct cmd_spec spec = {
 		"check",
-		"check DEV [--quiet] [--json]\n"
+		"check DEV [--quiet] [--json] [--clear-needs-check]\n"
 		"Check a cache device's metadata offline (the cache must not be active):\n"
 		"superblock slots, then both copies of every mapping page, then entries\n"
-		"and counts.  Never writes.  Exit status: 0 clean, 1 warnings (the kernel\n"
-		"loads it and repairs on its next commit), 2 corrupt, 8 usage or\n"
-		"operational error (nothing checked).\n"
-		"  -q, --quiet    print nothing, only set the exit status\n"
-		"  -j, --json     one JSON document with every message",
+		"and counts.  Writes nothing unless --clear-needs-check.  Exit status:\n"
+		"0 clean, 1 warnings (repairable), 2 corrupt, 8 usage or operational\n"
+		"error (nothing checked).\n"
+		"  -q, --quiet              print nothing, only set the exit status\n"
+		"  -j, --json               one JSON document with every message\n"
+		"      --clear-needs-check  after a pass without errors, commit the\n"
+		"                           superblock again without the needs_check flag\n"
+		"                           (the kernel refuses to load a flagged cache)",
 		opts, ARRAY_SIZE(opts), pos, 1, 1, NULL,
 	};
 	int ret = parse_args(argc, argv, &spec);
 
 	if (ret != PARSE_RUN)
 		return ret == EXIT_OK ? EXIT_OK : CHECK_OPERROR;
-	return check_run(pos[0], quiet, json);
+	return check_run(pos[0], quiet, json, clear);
 }
 
 /* ---- dump ------------------------------------------------------------------ */
@@ -245,7 +283,7 @@ int cmd_dump(int argc, char **argv)
 	if (ret != PARSE_RUN)
 		return ret;
 	vmc_clear_error();
-	ret = read_meta(pos[0], &m);
+	ret = read_meta(pos[0], &m, 0, NULL);
 	if (!ret && m.slot < 0) {
 		vmc_err("%s: no valid superblock ('vmcachectl check %s' says why)",
 			pos[0], pos[0]);

@@ -48,6 +48,7 @@ void drain_line(char *buf, size_t len, uint64_t start, uint64_t dirty,
 		uint64_t block_size, double rate, bool bar);
 
 /* offline (cmd_offline.c) */
-int check_run(const char *dev, bool quiet, bool json);
+/* check exit status; with clear, drops needs_check after a pass without errors */
+int check_run(const char *dev, bool quiet, bool json, bool clear);
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -51,22 +52,35 @@ uint32_t vmc_crc32c(uint32_t crc, const void *buf, size_t len)
 	return crc;
 }
 
-uint32_t vmc_page_csum(const void *page)
+/* continues crc over a page whose first 4 bytes (csum) count as zero */
+static uint32_t page_crc(uint32_t crc, const void *page)
 {
 	static const uint8_t zero_csum[4];
-	uint32_t crc;
 
-	crc = vmc_crc32c(VMC_CRC_SEED, zero_csum, sizeof(zero_csum));
+	crc = vmc_crc32c(crc, zero_csum, sizeof(zero_csum));
 	crc = vmc_crc32c(crc, (const uint8_t *)page + sizeof(zero_csum),
 			 VMC_PAGE_SIZE - sizeof(zero_csum));
 	return ~crc;
 }
 
-void vmc_page_seal(void *page)
+uint32_t vmc_sb_csum(const struct vmc_superblock *sb)
 {
-	uint32_t c = htole32(vmc_page_csum(page));
+	return page_crc(VMC_CRC_SEED, sb);
+}
 
-	memcpy(page, &c, sizeof(c));
+uint32_t vmc_mpage_csum(const uint8_t uuid[16], const struct vmc_mpage *pg)
+{
+	return page_crc(vmc_crc32c(VMC_CRC_SEED, uuid, 16), pg);
+}
+
+void vmc_sb_seal(struct vmc_superblock *sb)
+{
+	sb->csum = htole32(vmc_sb_csum(sb));
+}
+
+void vmc_mpage_seal(const uint8_t uuid[16], struct vmc_mpage *pg)
+{
+	pg->hdr.csum = htole32(vmc_mpage_csum(uuid, pg));
 }
 
 /* ---- device access ------------------------------------------------------ */
@@ -306,7 +320,7 @@ static bool check_slot(struct vmc_dev *d, struct vmc_meta *m, int s,
 		    s, L64(sb->magic), VMC_MAGIC);
 		ok = false;
 	}
-	crc = vmc_page_csum(sb);
+	crc = vmc_sb_csum(sb);
 	if (L32(sb->csum) != crc) {
 		msg(m, VMC_ERROR, s, SB,
 		    "slot %d: checksum mismatch: stored 0x%08x, computed 0x%08x",
@@ -384,6 +398,7 @@ static void judge_other_slot(struct vmc_meta *m, const struct vmc_superblock *sb
 int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 {
 	struct vmc_superblock *sbs;
+	struct vmc_layout grown;
 	bool valid[VMC_SB_SLOTS];
 	int best = -1;
 
@@ -399,18 +414,11 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 		free(sbs);
 		return -1;
 	}
-	m->blank = all_zero(&sbs[0], VMC_PAGE_SIZE);
+	m->blank = all_zero(sbs, VMC_SB_SLOTS * VMC_PAGE_SIZE);
 	for (int s = 0; s < VMC_SB_SLOTS; s++) {
 		valid[s] = check_slot(d, m, s, &sbs[s]);
 		if (valid[s] && (best < 0 || L64(sbs[s].seq) > L64(sbs[best].seq)))
 			best = s;
-	}
-	if (m->blank && valid[1]) {	/* the kernel only looks at slot 0 */
-		msg(m, VMC_ERROR, 1, SB,
-		    "slot 1 holds a superblock (seq %" PRIu64 ") but slot 0 is zero: the kernel takes the device for blank and formats it",
-		    L64(sbs[1].seq));
-		m->orphan = true;
-		best = -1;
 	}
 	if (best < 0) {
 		msg(m, VMC_ERROR, -1, SB, m->blank ?
@@ -434,13 +442,14 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 		    best);
 	if (!(L32(m->sb.flags) & VMC_SB_CLEAN_SHUTDOWN))
 		msg(m, VMC_INFO, best, SB,
-		    "slot %d: the last detach was not clean (a crash, or the cache is active)",
+		    "slot %d: no clean-shutdown flag (never detached since format, a crash, or the cache is active)",
 		    best);
-	if (L64(m->sb.cache_sectors) < d->sectors)
+	vmc_compute_layout(d->sectors, L32(m->sb.block_size), &grown);
+	if (grown.nr_blocks > m->lay.nr_blocks)
 		msg(m, VMC_INFO, best, SB,
-		    "the device grew from %" PRIu64 " to %" PRIu64
-		    " sectors since format; the new space is unused",
-		    L64(m->sb.cache_sectors), d->sectors);
+		    "the device grew since format: it would hold %" PRIu64
+		    " blocks, the cache uses %" PRIu64,
+		    (uint64_t)grown.nr_blocks, (uint64_t)m->lay.nr_blocks);
 	return 0;
 }
 
@@ -451,35 +460,53 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 
 enum copy_state { CP_EMPTY, CP_CSUM, CP_INDEX, CP_FUTURE, CP_OK };
 
-static enum copy_state copy_state(const struct vmc_mpage *pg, uint64_t index,
-				  uint64_t sbseq)
+static enum copy_state copy_state(const struct vmc_meta *m,
+				  const struct vmc_mpage *pg, uint64_t index)
 {
 	if (all_zero(pg, sizeof(*pg)))
 		return CP_EMPTY;
-	if (L32(pg->hdr.csum) != vmc_page_csum(pg))
+	if (L32(pg->hdr.csum) != vmc_mpage_csum(m->sb.uuid, pg))
 		return CP_CSUM;
 	if (L32(pg->hdr.index) != index)
 		return CP_INDEX;
-	if (L64(pg->hdr.seq) > sbseq)
+	if (L64(pg->hdr.seq) > L64(m->sb.seq))
 		return CP_FUTURE;
 	return CP_OK;
 }
 
+/*
+ * A copy that does not validate while the other one, from the last commit,
+ * does is harmless: stale from an earlier format (the checksum covers the
+ * uuid), or torn by a crash before its commit.  Those are only counted.
+ * If the copy in use is older than the last commit, the bad one may have
+ * held newer mappings: a warning.
+ */
 static void report_copy(struct vmc_meta *m, uint64_t p, int c,
 			const struct vmc_mpage *pg, enum copy_state st,
-			bool usable)
+			const struct vmc_mpage *used)
 {
-	enum vmc_sev sev = usable ? VMC_WARNING : VMC_ERROR;
+	const char *what = st == CP_CSUM ? "a checksum mismatch" : "a wrong index";
 	char name = "AB"[c];
 
+	if (used && (st == CP_CSUM || st == CP_INDEX)) {
+		if (L64(used->hdr.seq) == L64(m->sb.seq))
+			m->nr_unused_bad++;
+		else
+			msg(m, VMC_WARNING, -1, MP,
+			    "mapping page %" PRIu64 " copy %c has %s; the other copy (seq %" PRIu64
+			    ") is older than the last commit (%" PRIu64
+			    "): a crash during a commit, or newer mappings of this page are lost",
+			    p, name, what, L64(used->hdr.seq), L64(m->sb.seq));
+		return;
+	}
 	switch (st) {
 	case CP_CSUM:
-		msg(m, sev, -1, MP,
+		msg(m, VMC_ERROR, -1, MP,
 		    "mapping page %" PRIu64 " copy %c: checksum mismatch: stored 0x%08x, computed 0x%08x",
-		    p, name, L32(pg->hdr.csum), vmc_page_csum(pg));
+		    p, name, L32(pg->hdr.csum), vmc_mpage_csum(m->sb.uuid, pg));
 		break;
 	case CP_INDEX:
-		msg(m, sev, -1, MP,
+		msg(m, VMC_ERROR, -1, MP,
 		    "mapping page %" PRIu64 " copy %c: index field is %u (a misdirected write)",
 		    p, name, L32(pg->hdr.index));
 		break;
@@ -499,8 +526,8 @@ static void report_copy(struct vmc_meta *m, uint64_t p, int c,
 static void check_entries(struct vmc_meta *m, uint64_t p,
 			  const struct vmc_mpage *pg)
 {
-	uint64_t bsect = L32(m->sb.block_size) >> 9;
-	uint64_t oblocks = (L64(m->sb.origin_sectors) + bsect - 1) / bsect;
+	/* a partial last origin block is never cached */
+	uint64_t oblocks = L64(m->sb.origin_sectors) / (L32(m->sb.block_size) >> 9);
 
 	for (size_t i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
 		uint64_t cb = p * VMC_ENTRIES_PER_PAGE + i;
@@ -516,6 +543,10 @@ static void check_entries(struct vmc_meta *m, uint64_t p,
 			continue;
 		}
 		m->entries[cb] = e;
+		if (e && !v)
+			msg(m, VMC_ERROR, -1, EN,
+			    "cache block %" PRIu64 ": entry 0x%016" PRIx64
+			    " is set but its valid mask is empty", cb, e);
 		if (e & VMC_ENTRY_RESERVED_MASK)
 			msg(m, VMC_ERROR, -1, EN,
 			    "cache block %" PRIu64 ": reserved bits set in 0x%016" PRIx64,
@@ -543,13 +574,13 @@ static void check_page(struct vmc_meta *m, uint64_t p,
 	int use = -1;
 
 	for (int c = 0; c < 2; c++) {
-		st[c] = copy_state(cp[c], p, L64(m->sb.seq));
+		st[c] = copy_state(m, cp[c], p);
 		if (st[c] == CP_OK &&
 		    (use < 0 || L64(cp[c]->hdr.seq) > L64(cp[use]->hdr.seq)))
 			use = c;
 	}
 	for (int c = 0; c < 2; c++)
-		report_copy(m, p, c, cp[c], st[c], use >= 0);
+		report_copy(m, p, c, cp[c], st[c], use >= 0 ? cp[use] : NULL);
 	if (last >= m->lay.nr_blocks)
 		last = m->lay.nr_blocks - 1;
 	if (use < 0) {
@@ -648,6 +679,10 @@ int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m)
 			check_page(m, p0 + i, cp);
 		}
 	}
+	if (m->nr_unused_bad)
+		msg(m, VMC_INFO, -1, MP,
+		    "%" PRIu64 " unused mapping page copies do not validate (left from an earlier format, or torn by a crash); the other copy of each, from the last commit, is used",
+		    m->nr_unused_bad);
 	if (check_duplicates(m))
 		goto out;
 	if (m->nr_valid != L64(m->sb.nr_valid))
@@ -733,7 +768,7 @@ int vmc_wipe(struct vmc_dev *d)
 
 /* area A: headers with index and seq 1, no entries; area B: zero */
 static int write_mapping_areas(struct vmc_dev *d, const struct vmc_layout *l,
-			       uint8_t *buf)
+			       const uint8_t uuid[16], uint8_t *buf)
 {
 	for (unsigned int area = 0; area < 2; area++) {
 		for (uint64_t p0 = 0; p0 < l->nr_mpages; p0 += CHUNK_PAGES) {
@@ -747,7 +782,7 @@ static int write_mapping_areas(struct vmc_dev *d, const struct vmc_layout *l,
 
 				pg->hdr.index = htole32((uint32_t)(p0 + i));
 				pg->hdr.seq = htole64(1);
-				vmc_page_seal(pg);
+				vmc_mpage_seal(uuid, pg);
 			}
 			if (vmc_dev_write(d, buf, n, vmc_mpage_sector(l, area, p0)))
 				return -1;
@@ -782,11 +817,11 @@ int vmc_format(struct vmc_dev *d, uint32_t block_size, uint64_t origin_sectors,
 		vmc_err("out of memory");
 		return -1;
 	}
-	if (vmc_wipe(d) || write_mapping_areas(d, &l, buf) || vmc_dev_sync(d))
+	if (vmc_wipe(d) || write_mapping_areas(d, &l, uuid, buf) || vmc_dev_sync(d))
 		goto out;
 	memset(buf, 0, VMC_PAGE_SIZE);
 	sb = (void *)buf;
-	sb->flags = htole32(VMC_SB_CLEAN_SHUTDOWN);
+	sb->flags = htole32(0);	/* as the kernel: never detached yet */
 	sb->location = htole64(0);
 	sb->magic = htole64(VMC_MAGIC);
 	sb->version = htole32(VMC_VERSION);
@@ -797,15 +832,38 @@ int vmc_format(struct vmc_dev *d, uint32_t block_size, uint64_t origin_sectors,
 	sb->nr_mpages = htole32(l.nr_mpages);
 	sb->nr_blocks = htole64(l.nr_blocks);
 	sb->data_start = htole64(l.data_start);
-	sb->cache_sectors = htole64(d->sectors);
+	/* the extent in use, as the kernel records it */
+	sb->cache_sectors = htole64(l.data_start + l.nr_blocks * (block_size >> 9));
 	sb->origin_sectors = htole64(origin_sectors);
 	sb->format_time = htole64(now);
 	sb->commit_time = htole64(now);
-	vmc_page_seal(sb);
+	vmc_sb_seal(sb);
 	if (vmc_dev_write(d, sb, 1, 0) || vmc_dev_sync(d))
 		goto out;
 	ret = 0;
 out:
 	free(buf);
+	return ret;
+}
+
+int vmc_clear_needs_check(struct vmc_dev *d, const struct vmc_meta *m)
+{
+	struct vmc_superblock *sb = vmc_pages_alloc(1);
+	int other = !m->slot, ret;
+
+	if (!sb) {
+		vmc_err("out of memory");
+		return -1;
+	}
+	/* a commit that changes nothing but the flag: the next slot, seq + 1 */
+	*sb = m->sb;
+	sb->flags &= htole32(~VMC_SB_NEEDS_CHECK);
+	sb->location = htole64((uint64_t)other * VMC_PAGE_SECTORS);
+	sb->seq = htole64(L64(m->sb.seq) + 1);
+	sb->commit_time = htole64((uint64_t)time(NULL));
+	vmc_sb_seal(sb);
+	ret = vmc_dev_write(d, sb, 1, (uint64_t)other * VMC_PAGE_SECTORS) ||
+	      vmc_dev_sync(d) ? -1 : 0;
+	free(sb);
 	return ret;
 }

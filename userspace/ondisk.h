@@ -16,9 +16,11 @@
 
 /* raw reflected CRC-32C update: no initial or final inversion */
 uint32_t vmc_crc32c(uint32_t crc, const void *buf, size_t len);
-/* the format's page checksum (see vmcache_ondisk.h) */
-uint32_t vmc_page_csum(const void *page);
-void vmc_page_seal(void *page);
+/* the format's checksums (see vmcache_ondisk.h): a mapping page's covers uuid */
+uint32_t vmc_sb_csum(const struct vmc_superblock *sb);
+uint32_t vmc_mpage_csum(const uint8_t uuid[16], const struct vmc_mpage *pg);
+void vmc_sb_seal(struct vmc_superblock *sb);
+void vmc_mpage_seal(const uint8_t uuid[16], struct vmc_mpage *pg);
 
 /* a cache device or an image file */
 struct vmc_dev {
@@ -55,14 +57,14 @@ struct vmc_msg {
 
 struct vmc_meta {
 	/* superblock stage */
-	bool blank;			/* the first 4 KiB are zero */
-	bool orphan;			/* blank, but slot 1 holds a superblock */
+	bool blank;			/* both superblock slots are zero */
 	int slot;			/* chosen slot, -1 when none is valid */
 	struct vmc_superblock sb;	/* chosen slot as on disk */
 	struct vmc_layout lay;
 	/* mapping stage */
 	uint64_t *entries;		/* nr_blocks chosen entries, host order */
 	uint64_t nr_valid, nr_dirty;
+	uint64_t nr_unused_bad;		/* unused copies that do not validate */
 	/* report */
 	struct vmc_msg msgs[VMC_MAX_MSGS];
 	size_t nr_msgs;
@@ -104,5 +106,7 @@ int vmc_format(struct vmc_dev *d, uint32_t block_size, uint64_t origin_sectors,
 	       uint64_t now, const uint8_t uuid[16]);
 /* zero both superblock slots, so the kernel formats the device on load */
 int vmc_wipe(struct vmc_dev *d);
+/* writes the chosen superblock again, without needs_check, to the next slot */
+int vmc_clear_needs_check(struct vmc_dev *d, const struct vmc_meta *m);
 
 #endif

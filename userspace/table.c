@@ -21,7 +21,7 @@ const struct vmc_tunable vmc_tunables[] = {
 	ENUM("mode", "writethrough writeback passthrough"),
 	ENUM("policy", "2q lru"),
 	NUM("promote_after", 1, 255, true),
-	NUM("sequential_cutoff", 0, UINT32_MAX, true),
+	NUM("sequential_cutoff", 0, 1048576, true),
 	NUM("writeback_low", 0, 100, true),
 	NUM("writeback_high", 0, 100, true),
 	NUM("max_dirty_age", 0, 86400, true),

@@ -175,20 +175,28 @@ static bool json_valid(const char *s)
 
 static void test_crc32c(void)
 {
-	uint8_t page[VMC_PAGE_SIZE];
+	static const uint8_t uuid[16] = "0123456789abcdef";
+	struct vmc_superblock sb;
+	struct vmc_mpage pg;
+	uint32_t crc;
 
 	EXPECT((~vmc_crc32c(0xffffffffu, "123456789", 9)) == 0xe3069283u,
 	       "CRC-32C(\"123456789\") = 0x%08x",
 	       ~vmc_crc32c(0xffffffffu, "123456789", 9));
-	memset(page, 0xa5, sizeof(page));
-	vmc_page_seal(page);
-	EXPECT(le32toh(*(uint32_t *)(void *)page) == vmc_page_csum(page),
-	       "a sealed page verifies");
-	memset(page, 0xa5, 4);
-	EXPECT(vmc_page_csum(page) ==
-	       ~vmc_crc32c(vmc_crc32c(0xffffffffu, "\0\0\0\0", 4), page + 4,
-			   VMC_PAGE_SIZE - 4),
-	       "the csum field counts as zero");
+	memset(&sb, 0xa5, sizeof(sb));
+	vmc_sb_seal(&sb);
+	crc = ~vmc_crc32c(vmc_crc32c(0xffffffffu, "\0\0\0\0", 4),
+			  (uint8_t *)&sb + 4, VMC_PAGE_SIZE - 4);
+	EXPECT(le32toh(sb.csum) == crc && vmc_sb_csum(&sb) == crc,
+	       "superblock: the whole page, csum as zero");
+	memset(&pg, 0x5a, sizeof(pg));
+	vmc_mpage_seal(uuid, &pg);
+	crc = vmc_crc32c(vmc_crc32c(0xffffffffu, uuid, 16), "\0\0\0\0", 4);
+	crc = ~vmc_crc32c(crc, (uint8_t *)&pg + 4, VMC_PAGE_SIZE - 4);
+	EXPECT(le32toh(pg.hdr.csum) == crc && vmc_mpage_csum(uuid, &pg) == crc,
+	       "mapping page: the uuid, then the page, csum as zero");
+	EXPECT(vmc_mpage_csum((const uint8_t *)"0123456789abcdeF", &pg) != crc,
+	       "another uuid does not validate");
 }
 
 static void test_parse_size(void)
@@ -577,13 +585,13 @@ static int make_image(uint64_t bytes)
 
 static int check_img(void)
 {
-	return check_run(img, true, false);
+	return check_run(img, true, false, false);
 }
 
 static bool sb_valid(const struct vmc_superblock *sb)
 {
 	return le64toh(sb->magic) == VMC_MAGIC &&
-	       le32toh(sb->csum) == vmc_page_csum(sb);
+	       le32toh(sb->csum) == vmc_sb_csum(sb);
 }
 
 static uint64_t mpage_loc(uint32_t nr_mpages, int area, uint64_t p)
@@ -624,7 +632,7 @@ static int commit(const struct change *ch, size_t n, int sb_skew, bool torn)
 		for (int c = 0; c < 2; c++) {
 			if (page_io(fd, &pg[c], mpage_loc(nr_mpages, c, p), false))
 				goto out;
-			ok[c] = le32toh(pg[c].hdr.csum) == vmc_page_csum(&pg[c]) &&
+			ok[c] = le32toh(pg[c].hdr.csum) == vmc_mpage_csum(cur->uuid, &pg[c]) &&
 				le64toh(pg[c].hdr.seq) <= seq;
 		}
 		use = ok[1] && (!ok[0] || le64toh(pg[1].hdr.seq) > le64toh(pg[0].hdr.seq));
@@ -643,7 +651,7 @@ static int commit(const struct change *ch, size_t n, int sb_skew, bool torn)
 		if (!changed)
 			continue;
 		pg[use].hdr.seq = htole64(seq + 1);
-		vmc_page_seal(&pg[use]);
+		vmc_mpage_seal(cur->uuid, &pg[use]);
 		if (page_io(fd, &pg[use], mpage_loc(nr_mpages, !use, p), true))
 			goto out;
 	}
@@ -656,7 +664,7 @@ static int commit(const struct change *ch, size_t n, int sb_skew, bool torn)
 	cur->nr_valid = htole64(nr_valid);
 	cur->nr_dirty = htole64(nr_dirty + (uint64_t)sb_skew);
 	cur->commit_time = htole64(le64toh(cur->commit_time) + 1);
-	vmc_page_seal(cur);
+	vmc_sb_seal(cur);
 	ret = page_io(fd, cur, (uint64_t)!s, true);
 out:
 	if (fd >= 0)
@@ -679,15 +687,19 @@ static int add_mappings(void)
 	return commit(ch, ARRAY_SIZE(ch), 0, false);
 }
 
-/* a page edited by f, resealed, written back */
+/* a page edited by f, resealed (a mapping page with slot 0's uuid), written back */
 static int edit_page(uint64_t page, void (*f)(void *pg))
 {
+	struct vmc_superblock sb;
 	uint8_t buf[VMC_PAGE_SIZE];
 
-	if (rw_page(buf, page, false))
+	if (rw_page(&sb, 0, false) || rw_page(buf, page, false))
 		return -1;
 	f(buf);
-	vmc_page_seal(buf);
+	if (page < VMC_SB_SLOTS)
+		vmc_sb_seal((void *)buf);
+	else
+		vmc_mpage_seal(sb.uuid, (void *)buf);
 	return rw_page(buf, page, true);
 }
 
@@ -725,6 +737,7 @@ static void test_format_layout(void)
 	struct vmc_superblock *sb = (void *)buf;
 	struct vmc_mpage *pg = (void *)buf;
 	struct vmc_layout l;
+	uint8_t uuid[16];
 
 	EXPECT(!make_image(IMG_BYTES), "format");
 	vmc_compute_layout(IMG_BYTES >> 9, 4096, &l);
@@ -733,15 +746,16 @@ static void test_format_layout(void)
 	       le64toh(sb->nr_blocks) == l.nr_blocks &&
 	       le32toh(sb->nr_mpages) == l.nr_mpages && l.nr_mpages == 2 &&
 	       le64toh(sb->data_start) == l.data_start &&
-	       le64toh(sb->cache_sectors) == IMG_BYTES >> 9 &&
+	       le64toh(sb->cache_sectors) == l.data_start + l.nr_blocks * 8 &&
 	       le64toh(sb->origin_sectors) == ORIGIN_SECTORS &&
-	       !sb->nr_valid && !sb->nr_dirty &&
-	       le32toh(sb->flags) == VMC_SB_CLEAN_SHUTDOWN, "slot 0");
+	       !sb->nr_valid && !sb->nr_dirty && !sb->flags && !sb->mode,
+	       "slot 0");
+	memcpy(uuid, sb->uuid, sizeof(uuid));
 	EXPECT(!rw_page(buf, 1, false) && !buf[0] && !memcmp(buf, buf + 1, sizeof(buf) - 1),
 	       "slot 1 is zero");
 	for (uint64_t p = 0; p < l.nr_mpages; p++) {
 		EXPECT(!rw_page(buf, mpage_loc(l.nr_mpages, 0, p), false) &&
-		       le32toh(pg->hdr.csum) == vmc_page_csum(pg) &&
+		       le32toh(pg->hdr.csum) == vmc_mpage_csum(uuid, pg) &&
 		       le32toh(pg->hdr.index) == p && le64toh(pg->hdr.seq) == 1,
 		       "area A page %llu", (unsigned long long)p);
 		for (size_t i = 0; i < EPP; i++)
@@ -791,7 +805,9 @@ static void test_flip_committed(void)
 	flip_every_byte(1, CHECK_WARNINGS, CHECK_CORRUPT);
 	flip_every_byte(0, CHECK_WARNINGS, CHECK_CORRUPT);
 	flip_every_byte(mpage_loc(2, 1, 0), CHECK_WARNINGS, CHECK_CORRUPT);
-	flip_every_byte(mpage_loc(2, 0, 0), CHECK_WARNINGS, CHECK_CORRUPT);
+	flip_every_byte(mpage_loc(2, 1, 1), CHECK_WARNINGS, CHECK_CORRUPT);
+	/* the copies from before that commit can no longer matter: info */
+	flip_every_byte(mpage_loc(2, 0, 0), CHECK_CLEAN, CHECK_CLEAN);
 }
 
 static void test_torn_commit(void)
@@ -831,6 +847,7 @@ static void test_bad_entries(void)
 		{ "reserved bits", 5, 0 },
 		{ "but the cache has only 768 blocks", 768 + 5, 0 },
 		{ "mapped by 2 cache blocks", 9, 0 },
+		{ "its valid mask is empty", 10, 0 },
 	};
 	char out[8192];
 
@@ -842,7 +859,8 @@ static void test_bad_entries(void)
 		case 1: ch.entry = vmc_entry_pack(12500, 0x01, 0); break;
 		case 2: ch.entry = vmc_entry_pack(1, 0x01, 0) | (1ULL << 60); break;
 		case 3: ch.entry = vmc_entry_pack(1, 0x01, 0); break;
-		default: ch.entry = vmc_entry_pack(5, 0x01, 0); break;	/* as cblock 0 */
+		case 4: ch.entry = vmc_entry_pack(5, 0x01, 0); break;	/* as cblock 0 */
+		default: ch.entry = vmc_entry_pack(8, 0, 0); break;
 		}
 		EXPECT(!make_image(IMG_BYTES) && !add_mappings() &&
 		       !commit(&ch, 1, 0, false), "setup %zu", i);
@@ -927,6 +945,61 @@ static void test_superblock_fields(void)
 	}
 }
 
+static void set_uuid(void *pg)
+{
+	((struct vmc_superblock *)pg)->uuid[0] ^= 1;
+}
+
+/* unsealed garbage over a page */
+static int garbage(uint64_t page)
+{
+	uint8_t buf[VMC_PAGE_SIZE];
+
+	memset(buf, 0x77, sizeof(buf));
+	return rw_page(buf, page, true);
+}
+
+static void test_page_copies(void)
+{
+	char out[8192];
+
+	/* every mapping checksum covers the uuid: another cache's pages fail */
+	EXPECT(!make_image(IMG_BYTES) && !edit_page(0, set_uuid), "setup");
+	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CORRUPT &&
+	       strstr(out, "mapping page 0: no valid copy"), "%s", out);
+	/* stale area B left by an earlier format (as the kernel leaves it) */
+	EXPECT(!make_image(IMG_BYTES) && !garbage(mpage_loc(2, 1, 0)) &&
+	       !garbage(mpage_loc(2, 1, 1)), "setup");
+	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CLEAN &&
+	       strstr(out, "2 unused mapping page copies do not validate"), "%s", out);
+	/* a bad newest copy while the other is older than the last commit */
+	EXPECT(!make_image(IMG_BYTES) && !add_mappings() && !commit(NULL, 0, 0, false) &&
+	       !garbage(mpage_loc(2, 0, 0)), "setup");
+	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_WARNINGS &&
+	       strstr(out, "copy A has a checksum mismatch; the other copy (seq 2) is older than the last commit (3)"),
+	       "%s", out);
+}
+
+static void test_clear_needs_check(void)
+{
+	struct change ch = { 3, 0 };
+	char out[8192];
+
+	EXPECT(!make_image(IMG_BYTES) && !add_mappings() &&
+	       !edit_page(1, set_needs_check), "setup");
+	EXPECT(check_img() == CHECK_WARNINGS, "flagged");
+	EXPECT(run_tool(out, sizeof(out), "check --clear-needs-check %s", img) ==
+	       CHECK_CLEAN && strstr(out, "superblock slot 0, seq 3"), "%s", out);
+	EXPECT(check_img() == CHECK_CLEAN, "cleared for good");
+	/* with errors the flag stays */
+	ch.entry = vmc_entry_pack(1, 0x01, 0x03);
+	EXPECT(!commit(&ch, 1, 0, false) && !edit_page(1, set_needs_check), "setup");
+	EXPECT(run_tool(out, sizeof(out), "check --clear-needs-check %s", img) ==
+	       CHECK_CORRUPT && strstr(out, "needing a check"), "%s", out);
+	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CORRUPT &&
+	       strstr(out, "needing a check"), "still flagged: %s", out);
+}
+
 static void test_slots(void)
 {
 	uint8_t buf[VMC_PAGE_SIZE];
@@ -940,16 +1013,19 @@ static void test_slots(void)
 	/* both slots valid with the same seq */
 	EXPECT(!make_image(IMG_BYTES) && !rw_page(buf, 0, false), "setup");
 	((struct vmc_superblock *)(void *)buf)->location = htole64(8);
-	vmc_page_seal(buf);
+	vmc_sb_seal((void *)buf);
 	EXPECT(!rw_page(buf, 1, true), "write");
 	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_WARNINGS &&
 	       strstr(out, "both have seq 1"), "%s", out);
-	/* blank device */
+	/* slot 0 zero: slot 1 alone is used, as by the kernel */
 	memset(buf, 0, sizeof(buf));
-	EXPECT(!rw_page(buf, 0, true), "wipe");
+	EXPECT(!rw_page(buf, 0, true), "wipe slot 0");
+	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CLEAN &&
+	       strstr(out, "superblock slot 1, seq 1"), "%s", out);
+	/* both zero: blank */
+	EXPECT(!rw_page(buf, 1, true), "wipe slot 1");
 	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CORRUPT &&
-	       strstr(out, "the device is blank") &&
-	       strstr(out, "slot 1 holds a superblock (seq 1) but slot 0 is zero"), "%s", out);
+	       strstr(out, "the device is blank"), "%s", out);
 	/* the device shrank below its superblock's size */
 	EXPECT(!make_image(IMG_BYTES) && !truncate(img, IMG_BYTES - 65536), "setup");
 	EXPECT(run_tool(out, sizeof(out), "check %s", img) == CHECK_CORRUPT &&
@@ -1160,6 +1236,8 @@ static const struct {
 	{ "count_mismatch", test_counts },
 	{ "superblock_fields", test_superblock_fields },
 	{ "superblock_slots", test_slots },
+	{ "mapping_page_copies", test_page_copies },
+	{ "clear_needs_check", test_clear_needs_check },
 	{ "cli_exit_codes", test_cli },
 	{ "create_checks_on_loop_devices", test_create_checks },
 };
