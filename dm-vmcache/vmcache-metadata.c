@@ -290,6 +290,11 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		*error = "Cannot create dm-io client";
 		return r;
 	}
+	if (bdev_nr_sectors(c->cache_dev->bdev) <
+	    vmc_data_start_for(1) + VMC_MIN_BLOCKS * (VMC_BLOCK_SIZE_MIN >> 9)) {
+		*error = "Cache device too small";
+		return -EINVAL;
+	}
 	for (i = 0; i < VMC_SB_SLOTS; i++) {
 		sb[i] = vmalloc(VMC_PAGE_SIZE);
 		if (!sb[i])

@@ -50,8 +50,8 @@ const struct vmc_tunable_desc vmc_tunables[VMC_NR_TUNABLES] = {
 		"writeback_high must be 0 to 100 and not below writeback_low" },
 	[VMC_T_MAX_AGE] = { "max_dirty_age", 0, 3600, true, NULL,
 		"max_dirty_age must be 0 to 3600 (seconds)" },
-	[VMC_T_WB_INFLIGHT] = { "writeback_inflight", 1, 1024, true, NULL,
-		"writeback_inflight must be 1 to 1024" },
+	[VMC_T_WB_INFLIGHT] = { "writeback_max_inflight", 1, 1024, true, NULL,
+		"writeback_max_inflight must be 1 to 1024" },
 	[VMC_T_WB_FLOOR] = { "writeback_floor", 0, 1048576, true, NULL,
 		"writeback_floor must be 0 to 1048576 (KiB/s)" },
 	[VMC_T_WB_SORT] = { "writeback_sort", 0, 1, true, NULL,
@@ -272,7 +272,7 @@ VMC_DEFAULT_PARAM(writeback_high, VMC_T_WB_HIGH,
 		  "Default high dirty watermark, percent (50)");
 VMC_DEFAULT_PARAM(max_dirty_age, VMC_T_MAX_AGE,
 		  "Default maximum age of dirty data in seconds (30)");
-VMC_DEFAULT_PARAM(writeback_inflight, VMC_T_WB_INFLIGHT,
+VMC_DEFAULT_PARAM(writeback_max_inflight, VMC_T_WB_INFLIGHT,
 		  "Default writeback blocks in flight (64)");
 VMC_DEFAULT_PARAM(writeback_floor, VMC_T_WB_FLOOR,
 		  "Default writeback floor rate in KiB/s (4096)");
@@ -319,15 +319,16 @@ unsigned int vmc_status_pairs(struct vmcache *c, char *buf, size_t len,
 	EMIT("%sblocks_total=%u%sblocks_used=%u%sblocks_dirty=%u", sep,
 	     c->nr_blocks, sep, READ_ONCE(c->nr_valid_blocks), sep,
 	     READ_ONCE(c->nr_dirty));
-	for (i = 0; i < VMC_S_WB_DONE + 1; i++)
+	for (i = 0; i <= VMC_S_WB_DONE; i++)
 		EMIT("%s%s=%llu", sep, vmc_stat_names[i], vmc_stat_read(c, i));
 	EMIT("%swriteback_inflight=%d", sep,
 	     atomic_read(&c->wb_inflight_blocks));
-	for (i = VMC_S_WB_ERRORS; i <= VMC_S_COMMITS; i++)
+	for (i = VMC_S_WB_ERRORS; i <= VMC_S_DATA_LOSS; i++)
 		EMIT("%s%s=%llu", sep, vmc_stat_names[i], vmc_stat_read(c, i));
-	EMIT("%sflush=%s%sdegraded=%d%sseq=%llu", sep,
+	EMIT("%sflush=%s%sdegraded=%d%scommits=%llu%sseq=%llu", sep,
 	     READ_ONCE(c->flush_active) ? "active" : "idle", sep,
-	     c->degraded || c->origin_failing, sep, c->seq);
+	     c->degraded || c->origin_failing, sep,
+	     vmc_stat_read(c, VMC_S_COMMITS), sep, c->seq);
 #undef EMIT
 	return sz;
 }
@@ -562,9 +563,12 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	atomic_set(&c->internal_io, 0);
 	c->start_time = jiffies;
 	c->last_io = jiffies;
-	c->name = kstrdup(dm_device_name(dm_table_get_md(ti->table)),
-			  GFP_KERNEL);
+	c->name = kzalloc(DM_NAME_LEN, GFP_KERNEL);
 	r = c->name ? 0 : -ENOMEM;
+	if (!r && dm_copy_name_and_uuid(dm_table_get_md(ti->table), c->name,
+					NULL))
+		strscpy(c->name, dm_device_name(dm_table_get_md(ti->table)),
+			DM_NAME_LEN);
 	ti->error = "Cannot allocate cache";
 
 	if (!r)

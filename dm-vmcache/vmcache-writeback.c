@@ -7,7 +7,7 @@
  * dm-kcopyd, flush the origin, and only then mark the blocks clean (a block
  * written meanwhile stays dirty).  The batch size is the rate control:
  *
- *   full speed (writeback_inflight)  a flush/drain was asked for, the mode
+ *   full speed (max_inflight)       a flush/drain was asked for, the mode
  *                                    is not writeback, the cache is degraded,
  *                                    dirty >= writeback_high, or no
  *                                    foreground I/O for a second;

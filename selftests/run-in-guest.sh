@@ -46,7 +46,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ST=$ROOT/selftests
-BUILD=$ROOT/build/guest
+BUILD=${VMCACHE_BUILD_DIR:-$ROOT/build/guest}
 KO=${VMCACHE_KO:-$ROOT/dm-vmcache/dm-vmcache.ko}
 CTL=$ROOT/userspace/vmcachectl
 MEM=${VMCACHE_MEM:-2048}
