@@ -85,7 +85,7 @@ enum vmc_tunable {
 };
 
 struct vmc_tunable_desc {
-	const char *name;
+	char *name;			/* dm device name, for logs and sysfs */
 	unsigned int min, max;
 	bool online;
 	const char * const *names;	/* for enumerations, else NULL */
@@ -141,7 +141,7 @@ struct vmcache {
 	struct dm_target *ti;
 	struct dm_dev *cache_dev;
 	struct dm_dev *origin_dev;
-	const char *name;
+	char *name;			/* dm device name, for logs and sysfs */
 
 	/* geometry */
 	struct vmc_layout layout;
