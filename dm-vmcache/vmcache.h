@@ -85,7 +85,7 @@ enum vmc_tunable {
 };
 
 struct vmc_tunable_desc {
-	char *name;			/* dm device name, for logs and sysfs */
+	const char *name;
 	unsigned int min, max;
 	bool online;
 	const char * const *names;	/* for enumerations, else NULL */
