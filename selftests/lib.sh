@@ -196,6 +196,21 @@ dev_sectors() {
 	blockdev --getsz "$1"
 }
 
+# sysfs_block <device node>: its /sys/dev/block/<major>:<minor> directory
+# (/dev/mapper nodes are not symlinks to dm-N without udev).
+sysfs_block() {
+	local mm
+	mm=$(stat -L -c '%t %T' "$1") || return 1
+	printf '/sys/dev/block/%d:%d\n' "0x${mm% *}" "0x${mm#* }"
+}
+
+# holders_empty <device node>: nothing (dm device, md, ...) stacked on it.
+holders_empty() {
+	local d
+	d=$(sysfs_block "$1") || return 1
+	[ -z "$(ls "$d/holders")" ]
+}
+
 # setup_brd <count> <size MiB>: /dev/ram0../dev/ram<count-1>.
 setup_brd() {
 	local n=$1 mib=$2

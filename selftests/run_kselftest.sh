@@ -144,6 +144,15 @@ for t in "${tests[@]}"; do
 		fi
 	fi
 
+	# In the throwaway guest, devices a failed program left behind would
+	# only make the next ones fail too: report and remove them.
+	if [ -n "${VMCACHE_GUEST:-}" ] && left=$(dmsetup ls 2>/dev/null) &&
+	   [ -n "$left" ] && [ "$left" != "No devices found" ]; then
+		echo "# $(basename "$t") left device-mapper devices behind, removing:"
+		prefix <<<"$left"
+		dmsetup remove_all --force >/dev/null 2>&1 || true
+	fi
+
 	if [ "$rc" -eq "$KSFT_TIMEOUT" ]; then
 		echo "not ok $num $name # TIMEOUT $timeout_s seconds"
 		n_fail=$((n_fail + 1))

@@ -30,7 +30,7 @@ STATUS_KEYS=(version mode policy block_size metadata metadata_used
 declare -A TABLE_DEFAULTS=(
 	[block_size]=4096 [mode]=writethrough [policy]=2q [promote_after]=1
 	[sequential_cutoff]=4096 [writeback_low]=10 [writeback_high]=50
-	[max_dirty_age]=30 [writeback_inflight]=64 [writeback_floor]=4096
+	[max_dirty_age]=30 [writeback_max_inflight]=64 [writeback_floor]=4096
 	[writeback_sort]=1 [writeback_retries]=8 [must_exist]=0
 )
 
@@ -174,11 +174,10 @@ check_deps_and_size() {
 
 # Logical block size no smaller than either device's.
 check_io_limits() {
-	local dev=$1 dm lbs c o
-	dm=$(basename "$(readlink -f "/dev/mapper/$dev")")
-	lbs=$(cat "/sys/block/$dm/queue/logical_block_size")
-	c=$(cat /sys/block/ram0/queue/logical_block_size)
-	o=$(cat "/sys/block/$(basename "$(readlink -f "$ORIGIN")")/queue/logical_block_size")
+	local dev=$1 lbs c o
+	lbs=$(cat "$(sysfs_block "/dev/mapper/$dev")/queue/logical_block_size")
+	c=$(cat "$(sysfs_block "$CACHE")/queue/logical_block_size")
+	o=$(cat "$(sysfs_block "$ORIGIN")/queue/logical_block_size")
 	ktap_print_msg "logical_block_size: vmcache $lbs, cache $c, origin $o"
 	[ "$lbs" -ge "$c" ] && [ "$lbs" -ge "$o" ]
 }
@@ -211,72 +210,113 @@ fio_region_on_origin() { # <dev>
 	compare_bytes "$tmp/a" "$tmp/b"
 }
 
-holders_empty() { # <dev>: nothing stacked on it any more
-	local b
-	b=$(basename "$(readlink -f "$1")")
-	[ -z "$(ls "/sys/block/$b/holders")" ]
-}
-
 # ------------------------------------------------- malformed tables
 
 BAD_CASES=()
-# bad <expected ti->error (ERE, matched case-insensitively)> <description> <table>
+# bad <expected ti->error (ERE)> <description> <table> [<preparation>]
 bad() {
-	BAD_CASES+=("$1"$'\t'"$2"$'\t'"$3")
+	BAD_CASES+=("$1"$'\t'"$2"$'\t'"$3"$'\t'"${4:--}")
 }
 
+# The target's ti->error strings (dm-vmcache/vmcache-target.c,
+# vmcache-metadata.c); the kernel logs "<dev>: vmcache: <error>".
 define_bad_cases() {
-	local c=$CACHE o=$ORIGIN s=$OSZ
-	bad 'argument' "no arguments" "0 $s vmcache"
-	bad 'argument' "cache device only" "0 $s vmcache $BLANK"
-	bad 'cache device' "cache device does not exist" "0 $s vmcache /dev/vmc_nonexistent $o"
-	bad 'origin device' "origin device does not exist" "0 $s vmcache $BLANK /dev/vmc_nonexistent"
-	bad 'same' "same device for cache and origin" "0 $CSZ vmcache $BLANK $BLANK"
-	bad 'length|size' "length larger than the origin" "0 $((s + 8)) vmcache $BLANK $o"
-	bad 'length|size' "length smaller than the origin" "0 $((s - 8)) vmcache $BLANK $o"
-	bad 'argument|number' "#opt_args not a number" "0 $s vmcache $BLANK $o two mode writeback"
-	bad 'argument' "#opt_args larger than the arguments" "0 $s vmcache $BLANK $o 4 mode writeback"
-	bad 'argument|pair|odd' "#opt_args odd" "0 $s vmcache $BLANK $o 1 mode"
-	bad 'argument' "extra word after the options" "0 $s vmcache $BLANK $o 2 mode writeback extra"
-	bad 'unknown|option' "unknown option" "0 $s vmcache $BLANK $o 2 colour blue"
-	bad 'block.?size' "block_size not a power of two" "0 $s vmcache $BLANK $o 2 block_size 6144"
-	bad 'block.?size' "block_size below 4096" "0 $s vmcache $BLANK $o 2 block_size 2048"
-	bad 'block.?size' "block_size above 65536" "0 $s vmcache $BLANK $o 2 block_size 131072"
-	bad 'block.?size' "block_size with a unit" "0 $s vmcache $BLANK $o 2 block_size 4k"
-	bad 'block.?size' "block_size overflows 64 bits" "0 $s vmcache $BLANK $o 2 block_size 18446744073709555712"
-	bad 'mode' "unknown mode" "0 $s vmcache $BLANK $o 2 mode writearound"
-	bad 'policy' "unknown policy" "0 $s vmcache $BLANK $o 2 policy fifo"
-	bad 'promote_after' "promote_after 0" "0 $s vmcache $BLANK $o 2 promote_after 0"
-	bad 'promote_after' "promote_after 256" "0 $s vmcache $BLANK $o 2 promote_after 256"
-	bad 'promote_after' "promote_after negative" "0 $s vmcache $BLANK $o 2 promote_after -1"
-	bad 'sequential_cutoff' "sequential_cutoff not a number" "0 $s vmcache $BLANK $o 2 sequential_cutoff lots"
-	bad 'writeback_low' "writeback_low 101" "0 $s vmcache $BLANK $o 2 writeback_low 101"
-	bad 'writeback_(high|low)' "writeback_high below writeback_low" "0 $s vmcache $BLANK $o 4 writeback_low 60 writeback_high 50"
-	bad 'max_dirty_age' "max_dirty_age 86401" "0 $s vmcache $BLANK $o 2 max_dirty_age 86401"
-	bad 'writeback_inflight' "writeback_inflight 0" "0 $s vmcache $BLANK $o 2 writeback_inflight 0"
-	bad 'writeback_inflight' "writeback_inflight 1025" "0 $s vmcache $BLANK $o 2 writeback_inflight 1025"
-	bad 'writeback_floor' "writeback_floor 1048577" "0 $s vmcache $BLANK $o 2 writeback_floor 1048577"
-	bad 'writeback_sort' "writeback_sort 2" "0 $s vmcache $BLANK $o 2 writeback_sort 2"
-	bad 'writeback_retries' "writeback_retries 0" "0 $s vmcache $BLANK $o 2 writeback_retries 0"
-	bad 'writeback_retries' "writeback_retries 65" "0 $s vmcache $BLANK $o 2 writeback_retries 65"
-	bad 'must_exist' "must_exist 2" "0 $s vmcache $BLANK $o 2 must_exist 2"
-	bad 'must_exist|blank|not formatted|unformatted' "must_exist 1 on a blank cache" "0 $s vmcache $BLANK $o 2 must_exist 1"
-	bad 'small' "cache device too small" "0 $s vmcache /dev/mapper/vmc_tiny $o"
-	bad 'superblock|magic' "cache device with a garbage superblock" "0 $s vmcache /dev/mapper/vmc_garbage $o"
+	local o=$ORIGIN s=$OSZ b=$BLANK g=/dev/mapper/vmc_garbage
+	local usage='Need <cache_dev> <origin_dev>'
+	local nopt='Invalid number of optional arguments'
+	local bs='block_size must be a power of two from 4096 to 65536'
+	bad "$usage" "no arguments" "0 $s vmcache"
+	bad "$usage" "cache device only" "0 $s vmcache $b"
+	bad 'Cannot open cache device' "cache device does not exist" "0 $s vmcache /dev/vmc_nonexistent $o"
+	bad 'Cannot open origin device' "origin device does not exist" "0 $s vmcache $b /dev/vmc_nonexistent"
+	bad 'Cache and origin are the same device' "same device for cache and origin" "0 $CSZ vmcache $b $b"
+	bad 'Target length must equal the origin size' "length larger than the origin" "0 $((s + 8)) vmcache $b $o"
+	bad 'Target length must equal the origin size' "length smaller than the origin" "0 $((s - 8)) vmcache $b $o"
+	bad "$nopt" "#opt_args not a number" "0 $s vmcache $b $o two mode writeback"
+	bad "$nopt" "#opt_args larger than the arguments" "0 $s vmcache $b $o 4 mode writeback"
+	bad "$nopt" "#opt_args above twice the number of options" "0 $s vmcache $b $o 28 mode writeback"
+	bad 'Optional arguments must be key value pairs' "#opt_args odd" "0 $s vmcache $b $o 1 mode"
+	bad 'Too many arguments' "extra word after the options" "0 $s vmcache $b $o 2 mode writeback extra"
+	bad 'Unknown optional argument' "unknown option" "0 $s vmcache $b $o 2 colour blue"
+	bad 'Optional argument given twice' "option given twice" "0 $s vmcache $b $o 4 mode writeback mode writethrough"
+	bad "$bs" "block_size not a power of two" "0 $s vmcache $b $o 2 block_size 6144"
+	bad "$bs" "block_size below 4096" "0 $s vmcache $b $o 2 block_size 2048"
+	bad "$bs" "block_size above 65536" "0 $s vmcache $b $o 2 block_size 131072"
+	bad "$bs" "block_size with a unit" "0 $s vmcache $b $o 2 block_size 4k"
+	bad "$bs" "block_size overflows 64 bits" "0 $s vmcache $b $o 2 block_size 18446744073709555712"
+	bad 'mode must be writethrough, writeback or passthrough' "unknown mode" "0 $s vmcache $b $o 2 mode writearound"
+	bad 'policy must be 2q or lru' "unknown policy" "0 $s vmcache $b $o 2 policy fifo"
+	bad 'promote_after must be 1 to 255' "promote_after 0" "0 $s vmcache $b $o 2 promote_after 0"
+	bad 'promote_after must be 1 to 255' "promote_after 256" "0 $s vmcache $b $o 2 promote_after 256"
+	bad 'promote_after must be 1 to 255' "promote_after negative" "0 $s vmcache $b $o 2 promote_after -1"
+	bad 'sequential_cutoff must be' "sequential_cutoff not a number" "0 $s vmcache $b $o 2 sequential_cutoff lots"
+	bad 'writeback_low must be 0 to 100' "writeback_low 101" "0 $s vmcache $b $o 2 writeback_low 101"
+	bad 'writeback_low must not exceed writeback_high' "writeback_high below writeback_low" "0 $s vmcache $b $o 4 writeback_low 60 writeback_high 50"
+	bad 'max_dirty_age must be 0 to' "max_dirty_age 86401" "0 $s vmcache $b $o 2 max_dirty_age 86401"
+	bad 'writeback_max_inflight must be 1 to 1024' "writeback_max_inflight 0" "0 $s vmcache $b $o 2 writeback_max_inflight 0"
+	bad 'writeback_max_inflight must be 1 to 1024' "writeback_max_inflight 1025" "0 $s vmcache $b $o 2 writeback_max_inflight 1025"
+	bad 'writeback_floor must be 0 to 1048576' "writeback_floor 1048577" "0 $s vmcache $b $o 2 writeback_floor 1048577"
+	bad 'writeback_sort must be 0 or 1' "writeback_sort 2" "0 $s vmcache $b $o 2 writeback_sort 2"
+	bad 'writeback_retries must be 1 to 64' "writeback_retries 0" "0 $s vmcache $b $o 2 writeback_retries 0"
+	bad 'writeback_retries must be 1 to 64' "writeback_retries 65" "0 $s vmcache $b $o 2 writeback_retries 65"
+	bad 'must_exist must be 0 or 1' "must_exist 2" "0 $s vmcache $b $o 2 must_exist 2"
+	bad 'Cache device is blank and must_exist is set' "must_exist 1 on a blank cache" "0 $s vmcache $b $o 2 must_exist 1"
+	bad 'Cache device too small' "cache device too small (4 KiB)" "0 $s vmcache /dev/mapper/vmc_tiny $o"
+	bad 'Superblock location mismatch|Not a vmcache cache device' \
+		"cache device full of random data" "0 $s vmcache $g $o" prep_random
+	bad 'Not a vmcache cache device \(bad magic\)' \
+		"cache device with a foreign superblock (bad magic)" "0 $s vmcache $g $o" prep_foreign
+	bad 'Superblock checksum mismatch' \
+		"formatted cache, both superblocks corrupted" "0 $s vmcache $g $o" prep_bad_csum
+	bad 'Block size differs from the one on the cache device' \
+		"formatted cache loaded with another block_size" "0 $s vmcache $g $o 2 block_size 8192" prep_formatted
 }
 
-# Devices for the odd cases: an 8-sector cache and one whose first 4 KiB
-# are random (neither blank nor a superblock).
+# Devices for the odd cases: an 8-sector cache, and an 8 MiB one.
 setup_bad_devices() {
 	setup_linear vmc_tiny /dev/ram2 8 0 &&
 	setup_linear vmc_garbage /dev/ram2 16384 2048 &&
-	dd if=/dev/urandom of=/dev/mapper/vmc_garbage bs=4096 count=1 oflag=direct status=none &&
 	wipe_dev "$BLANK"
 }
 
-# run_bad_case <expected> <description> <table>
+prep_random() {
+	dd if=/dev/urandom of=/dev/mapper/vmc_garbage bs=4096 count=4 oflag=direct status=none
+}
+
+# Zero except a magic that is not ours where the magic lives (offset 16).
+prep_foreign() {
+	wipe_dev /dev/mapper/vmc_garbage &&
+	printf 'NOTVMCAC' | dd of=/dev/mapper/vmc_garbage bs=1 seek=16 conv=notrunc status=none &&
+	sync
+}
+
+# A cache formatted by the target (create on a blank device, remove).
+prep_formatted() {
+	wipe_dev /dev/mapper/vmc_garbage &&
+	dmsetup create vmc_fmt --table "0 $OSZ vmcache /dev/mapper/vmc_garbage $ORIGIN" &&
+	dm_remove vmc_fmt
+}
+
+# Formatted, then one uuid byte flipped in both superblock slots (4 KiB
+# pages at 0 and 4096).
+prep_bad_csum() {
+	prep_formatted || return 1
+	local off byte
+	for off in 64 $((4096 + 64)); do
+		byte=$(dd if=/dev/mapper/vmc_garbage bs=1 skip="$off" count=1 status=none | od -An -tu1 | tr -d ' ')
+		printf '%b' "\\0$(printf '%03o' $(((byte ^ 0xff) & 0xff)))" |
+			dd of=/dev/mapper/vmc_garbage bs=1 seek="$off" conv=notrunc status=none || return 1
+	done
+	sync
+}
+
+# run_bad_case <expected> <description> <table> <preparation or ->
 run_bad_case() {
-	local expect=$1 desc=$2 table=$3 err
+	local expect=$1 desc=$2 table=$3 prep=$4 err
+	if [ "$prep" != - ] && ! "$prep"; then
+		ktap_print_msg "preparation $prep failed"
+		return 1
+	fi
 	dmesg_mark
 	if dmsetup create vmc_bad --table "$table" 2>"$tmp/err"; then
 		ktap_print_msg "accepted: $table"
@@ -289,13 +329,40 @@ run_bad_case() {
 		return 1
 	fi
 	err=$(grep -E 'vmcache: ' <<<"$(dmesg_since_mark)" || true)
-	if ! grep -qiE -- "vmcache: .*($expect)" <<<"$err"; then
+	if ! grep -qE -- "vmcache: ($expect)" <<<"$err"; then
 		ktap_print_msg "table: $table"
-		ktap_print_msg "expected an error matching /$expect/, kernel log: ${err:-(nothing from vmcache)}"
+		ktap_print_msg "expected error /$expect/, kernel log: ${err:-(nothing from vmcache)}"
 		return 1
 	fi
-	ktap_print_msg "${err##*vmcache: }"
+	ktap_print_msg "${err#*vmcache: }"
 	check_dmesg_clean
+}
+
+# Tables with every option at the ends of its documented range load, and
+# print the values back.
+GOOD_TABLES=(
+	"10 block_size 65536 promote_after 255 sequential_cutoff 0 writeback_low 0 writeback_high 100"
+	"10 max_dirty_age 3600 writeback_max_inflight 1024 writeback_floor 1048576 writeback_sort 0 writeback_retries 64"
+	"14 block_size 4096 promote_after 1 writeback_low 100 writeback_high 100 max_dirty_age 0 writeback_max_inflight 1 writeback_retries 1"
+	"6 mode writeback policy lru must_exist 0"
+)
+
+run_good_case() { # <options>
+	local opts=$1 line kv k v
+	local -a words
+	wipe_dev "$BLANK"
+	dmsetup create vmc_good --table "0 $OSZ vmcache $BLANK $ORIGIN $opts" || return 1
+	line=$(dmsetup table vmc_good)
+	dm_remove vmc_good || return 1
+	read -r -a words <<<"${opts#* }"
+	for ((kv = 0; kv < ${#words[@]}; kv += 2)); do
+		k=${words[$kv]}
+		v=${words[$((kv + 1))]}
+		if [[ " $line " != *" $k $v "* ]]; then
+			ktap_print_msg "table does not say '$k $v': $line"
+			return 1
+		fi
+	done
 }
 
 # ------------------------------------------------------- reload cycles
@@ -342,7 +409,7 @@ make_pattern "$tmp/pattern" 16
 define_bad_cases
 
 MODES=(passthrough writethrough)
-PLAN=$((8 + 7 * ${#MODES[@]} + ${#BAD_CASES[@]} + 2))
+PLAN=$((8 + 7 * ${#MODES[@]} + ${#GOOD_TABLES[@]} + ${#BAD_CASES[@]} + 2))
 ktap_print_header
 ktap_set_plan "$PLAN"
 
@@ -398,13 +465,18 @@ for mode in "${MODES[@]}"; do
 	fi
 done
 
+# --- option ranges: the documented limits load
+for opts in "${GOOD_TABLES[@]}"; do
+	ktap_test_result "accepted: ${opts#* }" run_good_case "$opts"
+done
+
 # --- malformed tables
 if ! setup_bad_devices; then
 	ktap_print_msg "could not set up the devices for the malformed tables"
 fi
 for c in "${BAD_CASES[@]}"; do
-	IFS=$'\t' read -r expect desc table <<<"$c"
-	ktap_test_result "refused: $desc" run_bad_case "$expect" "$desc" "$table"
+	IFS=$'\t' read -r expect desc table prep <<<"$c"
+	ktap_test_result "refused: $desc" run_bad_case "$expect" "$desc" "$table" "$prep"
 done
 
 # --- module unload/load cycles
