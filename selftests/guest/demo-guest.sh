@@ -80,7 +80,7 @@ say ""
 say "== 3. write and read back through the cache (fio, crc32c verify)"
 if fio --name=verify --filename=/dev/mapper/vmc_demo --rw=randwrite --bs=4k \
 	--offset=$((ORIGIN_MIB - 16))M --size=16M --ioengine=libaio --iodepth=8 --direct=1 \
-	--verify=crc32c --verify_fatal=1 --output=/dev/null; then
+	--verify=crc32c --verify_fatal=1 --eta=never --output=/dev/null; then
 	say "  16 MiB written and verified"
 else
 	die "verify failed"
