@@ -75,6 +75,24 @@ static void check_drained(struct vmcache *c)
 	}
 }
 
+/* has the oldest dirty block outlived max_dirty_age? */
+static bool oldest_aged(struct vmcache *c)
+{
+	u16 max_age = c->tun[VMC_T_MAX_AGE];
+	bool aged = false;
+	u32 head;
+
+	if (!max_age)
+		return false;
+	spin_lock_irq(&c->lock);
+	head = c->lists[VMC_LIST_DIRTY].head;
+	if (head != VMC_NIL)
+		aged = (u16)(vmc_now_secs(c) - c->blocks[head].dirtied) >=
+		       max_age;
+	spin_unlock_irq(&c->lock);
+	return aged;
+}
+
 /* blocks to write back now and when to look again */
 static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
 {
@@ -84,6 +102,7 @@ static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
 			    c->tun[VMC_T_BLOCK_SIZE] * (HZ / VMC_WB_TICK));
 	u32 pct = div_u64((u64)READ_ONCE(c->nr_dirty) * 100, c->nr_blocks);
 	bool idle = time_after(jiffies, READ_ONCE(c->last_io) + HZ);
+	bool above = pct > low;
 	u32 n;
 
 	*aged_only = false;
@@ -92,22 +111,24 @@ static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
 		*next = HZ;
 		return 0;
 	}
-	if (c->flush_active || c->degraded || idle || pct >= high ||
+	if (c->flush_active || c->degraded || pct >= high ||
 	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK) {
 		*next = 0;
 		return full;
 	}
-	floor = clamp(floor, 1u, full);
-	if (pct > low && high > low)
-		n = floor + div_u64((u64)(full - floor) * (pct - low),
-				    high - low);
-	else if (c->tun[VMC_T_MAX_AGE]) {
-		*aged_only = true;
-		n = floor;
-	} else {
+	if (!above && !oldest_aged(c)) {
 		*next = HZ;
 		return 0;
 	}
+	*aged_only = !above;
+	if (idle) {
+		*next = 0;
+		return full;
+	}
+	floor = clamp(floor, 1u, full);
+	n = floor;
+	if (above && high > low)
+		n += div_u64((u64)(full - floor) * (pct - low), high - low);
 	/* the origin is slowing down: it is busy, go easier */
 	if (c->wb_lat_min && c->wb_lat_avg > 4 * c->wb_lat_min)
 		n = max(n / 2, 1u);
