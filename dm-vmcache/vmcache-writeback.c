@@ -8,9 +8,10 @@
  * written meanwhile stays dirty).  The batch size is the rate control:
  *
  *   full speed (max_inflight)       a flush/drain was asked for, the mode
- *                                    is not writeback, the cache is degraded,
- *                                    dirty >= writeback_high, or no
- *                                    foreground I/O for a second;
+ *                                    is not writeback, the cache is degraded
+ *                                    or dirty >= writeback_high; also when
+ *                                    there is work (below) and no foreground
+ *                                    I/O for a second;
  *   proportional                     between writeback_low and _high the
  *                                    batch grows from the floor rate to
  *                                    full speed with the dirty level;
