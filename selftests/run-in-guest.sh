@@ -35,6 +35,7 @@
 #   VMCACHE_DISKS		extra disks, "FILE[:SIZE] ...", as --disk
 #   VMCACHE_BOOT_TIMEOUT	seconds allowed per boot on top of the tests (180)
 #   VMCACHE_KEEP_DISKS=1	keep the per-test disk images after a pass
+#   VMCACHE_BUILD_DIR		initramfs, logs and disks (build/guest)
 #
 # Multi-boot tests: a test program whose header has a line
 #   # vmcache-harness: phases=2 disks=cache:256M,origin:1G

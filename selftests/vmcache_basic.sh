@@ -252,7 +252,7 @@ define_bad_cases() {
 	bad 'sequential_cutoff must be' "sequential_cutoff not a number" "0 $s vmcache $b $o 2 sequential_cutoff lots"
 	bad 'writeback_low must be 0 to 100' "writeback_low 101" "0 $s vmcache $b $o 2 writeback_low 101"
 	bad 'writeback_low must not exceed writeback_high' "writeback_high below writeback_low" "0 $s vmcache $b $o 4 writeback_low 60 writeback_high 50"
-	bad 'max_dirty_age must be 0 to' "max_dirty_age 86401" "0 $s vmcache $b $o 2 max_dirty_age 86401"
+	bad 'max_dirty_age must be 0 to 3600' "max_dirty_age 3601" "0 $s vmcache $b $o 2 max_dirty_age 3601"
 	bad 'writeback_max_inflight must be 1 to 1024' "writeback_max_inflight 0" "0 $s vmcache $b $o 2 writeback_max_inflight 0"
 	bad 'writeback_max_inflight must be 1 to 1024' "writeback_max_inflight 1025" "0 $s vmcache $b $o 2 writeback_max_inflight 1025"
 	bad 'writeback_floor must be 0 to 1048576' "writeback_floor 1048577" "0 $s vmcache $b $o 2 writeback_floor 1048577"
