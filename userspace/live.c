@@ -36,7 +36,8 @@ int vmc_get_status(const char *name, struct vmc_status *st)
 void drain_line(char *buf, size_t len, uint64_t start, uint64_t dirty,
 		uint64_t block_size, double rate, bool bar)
 {
-	double frac = start && dirty < start ? 1.0 - (double)dirty / (double)start : 0;
+	double frac = !dirty ? 1.0 :
+		      dirty < start ? 1.0 - (double)dirty / (double)start : 0;
 	char left[32], speed[32], eta[32], b[BAR_WIDTH + 1];
 	int fill = (int)(frac * BAR_WIDTH);
 

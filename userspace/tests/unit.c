@@ -1073,7 +1073,7 @@ static void test_cli(void)
 	EXPECT(run_tool(NULL, 0, "format %s -s 5000 --force", img) == EXIT_FAIL,
 	       "too small to format");
 	EXPECT(run_tool(out, sizeof(out), "set --help") == 0 &&
-	       strstr(out, "writeback_inflight"), "%s", out);
+	       strstr(out, "writeback_max_inflight"), "%s", out);
 	EXPECT(run_tool(NULL, 0, "set a b") == EXIT_USAGE, "set arity");
 }
 
