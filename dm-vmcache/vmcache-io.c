@@ -87,9 +87,10 @@ static void remap(struct vmcache *c, struct bio *bio, bool to_cache, u32 cb,
 		bio_set_dev(bio, c->cache_dev->bdev);
 		bio->bi_iter.bi_sector = vmc_cblock_sector(c, cb) + offset;
 	} else {
+		sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
+
 		bio_set_dev(bio, c->origin_dev->bdev);
-		bio->bi_iter.bi_sector = dm_target_offset(c->ti,
-						bio->bi_iter.bi_sector);
+		bio->bi_iter.bi_sector = s;
 	}
 }
 
@@ -457,6 +458,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	struct vmc_req rq;
 	unsigned long flags;
 	struct vmc_block *b;
+	unsigned long now;
 	u32 idx;
 
 	pb->flags = 0;
@@ -476,8 +478,9 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		remap(c, bio, false, 0, 0);
 		return DM_MAPIO_REMAPPED;
 	}
-	if (READ_ONCE(c->last_io) != jiffies)
-		WRITE_ONCE(c->last_io, jiffies);
+	now = jiffies;
+	if (READ_ONCE(c->last_io) != now)
+		WRITE_ONCE(c->last_io, now);
 
 	is_write = op_is_write(bio_op(bio));
 	describe(c, bio, &rq);

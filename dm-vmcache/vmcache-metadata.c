@@ -178,9 +178,11 @@ static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
 		if (cb >= c->nr_blocks)
 			continue;
 		b = &c->blocks[cb];
-		if ((b->flags & VMC_B_MAPPED) && b->valid)
-			mp->entries[i] = cpu_to_le64(vmc_entry_pack(b->oblock,
-							b->valid, b->dirty));
+		if ((b->flags & VMC_B_MAPPED) && b->valid) {
+			u64 e = vmc_entry_pack(b->oblock, b->valid, b->dirty);
+
+			mp->entries[i] = cpu_to_le64(e);
+		}
 	}
 }
 
@@ -193,7 +195,7 @@ static void seal_page(struct vmcache *c, struct vmc_mpage *mp, u32 p, u64 seq)
 
 static int vmc_md_alloc_staging(struct vmcache *c, char **error);
 
-static int format(struct vmcache *c, struct vmc_superblock *sb, char **error)
+static int format_blank(struct vmcache *c, struct vmc_superblock *sb, char **error)
 {
 	u32 p, n;
 	int r;
@@ -324,7 +326,7 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		if (!r)
 			r = vmc_md_alloc_staging(c, error);
 		if (!r)
-			r = format(c, sb[0], error);
+			r = format_blank(c, sb[0], error);
 		goto out;
 	}
 	if (best < 0) {

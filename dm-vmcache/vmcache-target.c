@@ -254,28 +254,26 @@ static const struct kernel_param_ops vmc_default_ops = {
 	.get = param_get_default,
 };
 
-#define VMC_DEFAULT_PARAM(name, t, desc)				\
-	module_param_cb(name, &vmc_default_ops, &vmc_defaults[t], 0644); \
-	MODULE_PARM_DESC(name, desc)
-
-VMC_DEFAULT_PARAM(block_size, VMC_T_BLOCK_SIZE,
-		  "Default cache block size in bytes (4096)");
-VMC_DEFAULT_PARAM(mode, VMC_T_MODE, "Default cache mode (writethrough)");
-VMC_DEFAULT_PARAM(policy, VMC_T_POLICY, "Default policy (2q)");
-VMC_DEFAULT_PARAM(promote_after, VMC_T_PROMOTE_AFTER,
-		  "Default misses before promotion (1)");
-VMC_DEFAULT_PARAM(sequential_cutoff, VMC_T_SEQ_CUTOFF,
-		  "Default sequential cutoff in KiB, 0 = off (4096)");
-VMC_DEFAULT_PARAM(writeback_low, VMC_T_WB_LOW,
-		  "Default low dirty watermark, percent (10)");
-VMC_DEFAULT_PARAM(writeback_high, VMC_T_WB_HIGH,
-		  "Default high dirty watermark, percent (50)");
-VMC_DEFAULT_PARAM(max_dirty_age, VMC_T_MAX_AGE,
-		  "Default maximum age of dirty data in seconds (30)");
-VMC_DEFAULT_PARAM(writeback_max_inflight, VMC_T_WB_INFLIGHT,
-		  "Default writeback blocks in flight (64)");
-VMC_DEFAULT_PARAM(writeback_floor, VMC_T_WB_FLOOR,
-		  "Default writeback floor rate in KiB/s (4096)");
+module_param_cb(block_size, &vmc_default_ops, &vmc_defaults[VMC_T_BLOCK_SIZE], 0644);
+MODULE_PARM_DESC(block_size, "Default cache block size in bytes (4096)");
+module_param_cb(mode, &vmc_default_ops, &vmc_defaults[VMC_T_MODE], 0644);
+MODULE_PARM_DESC(mode, "Default cache mode (writethrough)");
+module_param_cb(policy, &vmc_default_ops, &vmc_defaults[VMC_T_POLICY], 0644);
+MODULE_PARM_DESC(policy, "Default policy (2q)");
+module_param_cb(promote_after, &vmc_default_ops, &vmc_defaults[VMC_T_PROMOTE_AFTER], 0644);
+MODULE_PARM_DESC(promote_after, "Default misses before promotion (1)");
+module_param_cb(sequential_cutoff, &vmc_default_ops, &vmc_defaults[VMC_T_SEQ_CUTOFF], 0644);
+MODULE_PARM_DESC(sequential_cutoff, "Default sequential cutoff in KiB, 0 = off (4096)");
+module_param_cb(writeback_low, &vmc_default_ops, &vmc_defaults[VMC_T_WB_LOW], 0644);
+MODULE_PARM_DESC(writeback_low, "Default low dirty watermark, percent (10)");
+module_param_cb(writeback_high, &vmc_default_ops, &vmc_defaults[VMC_T_WB_HIGH], 0644);
+MODULE_PARM_DESC(writeback_high, "Default high dirty watermark, percent (50)");
+module_param_cb(max_dirty_age, &vmc_default_ops, &vmc_defaults[VMC_T_MAX_AGE], 0644);
+MODULE_PARM_DESC(max_dirty_age, "Default maximum age of dirty data in seconds (30)");
+module_param_cb(writeback_max_inflight, &vmc_default_ops, &vmc_defaults[VMC_T_WB_INFLIGHT], 0644);
+MODULE_PARM_DESC(writeback_max_inflight, "Default writeback blocks in flight (64)");
+module_param_cb(writeback_floor, &vmc_default_ops, &vmc_defaults[VMC_T_WB_FLOOR], 0644);
+MODULE_PARM_DESC(writeback_floor, "Default writeback floor rate in KiB/s (4096)");
 
 /* ------------------------------------------------------------------ */
 /* status */

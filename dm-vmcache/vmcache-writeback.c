@@ -32,8 +32,10 @@
 #include "vmcache-writeback.h"
 #include "vmcache-policy.h"
 
+#define VMC_THROTTLE_DESC \
+	"Percentage of time the writeback copier may do I/O (default 100)"
 DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(vmcache_writeback_throttle,
-	"Percentage of time the writeback copier may do I/O (default 100)");
+					    VMC_THROTTLE_DESC);
 
 #define VMC_WB_MAX_ITEMS	1024
 #define VMC_WB_MAX_EXTENTS	(VMC_WB_MAX_ITEMS * VMC_SUBBLOCKS / 2)
@@ -251,7 +253,7 @@ static void wb_work(struct work_struct *ws)
 	}
 	n = select_blocks(c, want, aged_only);
 	if (!n) {
-		requeue(c, max(next, (unsigned long)VMC_WB_TICK));
+		requeue(c, max_t(unsigned long, next, VMC_WB_TICK));
 		return;
 	}
 	if (c->tun[VMC_T_WB_SORT])

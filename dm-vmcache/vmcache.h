@@ -32,9 +32,9 @@ enum vmc_list_id {
 };
 
 /* vmc_block.flags */
-#define VMC_B_MAPPED	(1u << 0)	/* in the hash table */
-#define VMC_B_WB	(1u << 1)	/* writeback in flight */
-#define VMC_B_REDIRTY	(1u << 2)	/* written while being written back */
+#define VMC_B_MAPPED	BIT(0)	/* in the hash table */
+#define VMC_B_WB	BIT(1)	/* writeback in flight */
+#define VMC_B_REDIRTY	BIT(2)	/* written while being written back */
 
 struct vmc_block {
 	u64 oblock;		/* origin block when mapped */
@@ -152,7 +152,7 @@ struct vmcache {
 
 	unsigned int tun[VMC_NR_TUNABLES];
 
-	/* --- everything below up to 'lock end' is under lock --- */
+	/* protects everything below up to 'lock end'; never held across I/O */
 	spinlock_t lock;
 	struct vmc_block *blocks;
 	u32 *hash;
@@ -191,7 +191,7 @@ struct vmcache {
 	struct workqueue_struct *wq;
 	struct work_struct commit_work;
 	struct delayed_work periodic_work;
-	spinlock_t defer_lock;
+	spinlock_t defer_lock;		/* the two bio lists below */
 	struct bio_list flush_bios;	/* waiting for a commit */
 	struct bio_list fill_bios;	/* cache writes to submit */
 	struct work_struct fill_work;
@@ -229,13 +229,13 @@ struct vmc_bio {
 	struct bvec_iter iter;	/* as mapped: to copy or resubmit */
 };
 
-#define VMC_PB_HOLD	(1u << 0)	/* holds cblock */
-#define VMC_PB_WRITER	(1u << 1)	/* counted in writers */
-#define VMC_PB_FILL	(1u << 2)	/* validates mask on completion */
-#define VMC_PB_DIRTY	(1u << 3)	/* dirties mask on completion */
-#define VMC_PB_PROMOTE	(1u << 4)	/* read miss: copy into the cache */
-#define VMC_PB_CLONE	(1u << 5)	/* a cache clone was chained */
-#define VMC_PB_RETRY	(1u << 6)	/* read hit: retry on the origin */
+#define VMC_PB_HOLD	BIT(0)	/* holds cblock */
+#define VMC_PB_WRITER	BIT(1)	/* counted in writers */
+#define VMC_PB_FILL	BIT(2)	/* validates mask on completion */
+#define VMC_PB_DIRTY	BIT(3)	/* dirties mask on completion */
+#define VMC_PB_PROMOTE	BIT(4)	/* read miss: copy into the cache */
+#define VMC_PB_CLONE	BIT(5)	/* a cache clone was chained */
+#define VMC_PB_RETRY	BIT(6)	/* read hit: retry on the origin */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

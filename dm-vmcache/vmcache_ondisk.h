@@ -35,9 +35,11 @@
 #define VMCACHE_ONDISK_H
 
 #include <linux/types.h>
-
-#ifndef __KERNEL__
-#define __packed __attribute__((packed))
+#ifdef __KERNEL__
+#include <linux/build_bug.h>
+#else
+#include <assert.h>
+/* userspace builds define __packed on the compiler command line */
 #endif
 
 #define VMC_MAGIC		0x56434d4341434845ULL	/* "VCMCACHE" */
@@ -63,8 +65,8 @@
 #define VMC_MIN_BLOCKS		64u
 
 /* superblock flags */
-#define VMC_SB_CLEAN_SHUTDOWN	(1u << 0)	/* last detach committed cleanly */
-#define VMC_SB_NEEDS_CHECK	(1u << 1)	/* an I/O error hit the metadata */
+#define VMC_SB_CLEAN_SHUTDOWN	0x1u	/* last detach committed cleanly */
+#define VMC_SB_NEEDS_CHECK	0x2u	/* an I/O error hit the metadata */
 
 /* feature words: none defined yet; unknown incompat bits refuse to load */
 #define VMC_FEATURE_COMPAT_SUPP		0ULL
@@ -135,12 +137,12 @@ struct vmc_mpage {
 	__le64 entries[VMC_ENTRIES_PER_PAGE];
 } __packed;
 
-_Static_assert(sizeof(struct vmc_superblock) == VMC_PAGE_SIZE,
-	       "superblock must fill one page");
-_Static_assert(sizeof(struct vmc_mpage_header) == 16, "mpage header size");
-_Static_assert(VMC_ENTRIES_PER_PAGE == 510, "entries per page");
-_Static_assert(sizeof(struct vmc_mpage) == VMC_PAGE_SIZE,
-	       "mapping page must fill one page");
+static_assert(sizeof(struct vmc_superblock) == VMC_PAGE_SIZE,
+	      "superblock must fill one page");
+static_assert(sizeof(struct vmc_mpage_header) == 16, "mpage header size");
+static_assert(VMC_ENTRIES_PER_PAGE == 510, "entries per page");
+static_assert(sizeof(struct vmc_mpage) == VMC_PAGE_SIZE,
+	      "mapping page must fill one page");
 
 static inline __u64 vmc_entry_pack(__u64 oblock, __u8 valid, __u8 dirty)
 {

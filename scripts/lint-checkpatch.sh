@@ -16,7 +16,7 @@ fi
 
 cd "$ROOT"
 shopt -s nullglob
-files=(dm-vmcache/*.c dm-vmcache/*.h)
+files=(dm-vmcache/vmcache*.c dm-vmcache/vmcache*.h)
 if [ "${#files[@]}" -eq 0 ]; then
 	echo "lint-checkpatch: no sources in dm-vmcache/" >&2
 	exit 1
