@@ -71,17 +71,13 @@ kernel_status() { # <dev>: the key=value tokens
 	dmsetup status "$1" | cut -d' ' -f4-
 }
 
-status_value() { # <dev> <key>
-	local kv
-	for kv in $(kernel_status "$1"); do
-		[ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
-
 # json_value <file> <key>: the first "key": value, quotes stripped
 json_value() {
 	awk -v k="\"$2\":" '$1 == k { v = $2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit }' "$1"
+}
+
+status_value() { # <dev> <key>, through vmcachectl (checked against the kernel above)
+	vmcachectl status "$1" --json >"$tmp/sv" && json_value "$tmp/sv" "$2"
 }
 
 table_has() { # <dev> <key> <value>
