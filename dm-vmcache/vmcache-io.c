@@ -145,26 +145,33 @@ void vmc_commit_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, commit_work);
 	struct bio_list bios;
+	bool flushing;
 	struct bio *bio;
 	int r;
 
-	for (;;) {
+	do {
 		spin_lock_irq(&c->defer_lock);
 		bios = c->flush_bios;
 		bio_list_init(&c->flush_bios);
 		spin_unlock_irq(&c->defer_lock);
+		flushing = !bio_list_empty(&bios);
 
-		r = blkdev_issue_flush(c->origin_dev->bdev);
-		if (r)
+		r = 0;
+		if (flushing && blkdev_issue_flush(c->origin_dev->bdev)) {
 			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
-		r = vmc_md_commit(c, false) ?: r;
-		if (bio_list_empty(&bios))
-			break;
+			r = -EIO;
+		}
+		if (vmc_md_changed(c))
+			r = vmc_md_commit(c, false) ?: r;
+		else if (flushing && c->md_state == VMC_MD_FAIL)
+			r = -EIO;
+		else if (flushing && blkdev_issue_flush(c->cache_dev->bdev))
+			r = -EIO;
 		while ((bio = bio_list_pop(&bios))) {
 			bio->bi_status = errno_to_blk_status(r);
 			bio_endio(bio);
 		}
-	}
+	} while (flushing);
 }
 
 /* ------------------------------------------------------------------ */

@@ -276,37 +276,23 @@ static int check_sb(struct vmcache *c, struct vmc_superblock *sb,
 	return 0;
 }
 
-int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
-		char **error)
+/*
+ * Read both superblock slots into @sb; returns the slot of the valid one
+ * with the highest seq, -1 when none is valid (*blank tells whether both
+ * are zero, *error why slot 0 or 1 is bad), or a negative errno.
+ */
+static int read_sbs(struct vmcache *c, struct vmc_superblock **sb,
+		    bool *blank, char **error)
 {
-	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
 	enum sb_verdict v[VMC_SB_SLOTS];
 	char *why[VMC_SB_SLOTS] = { NULL, NULL };
-	int r = -ENOMEM, best = -1;
-	u32 i;
+	int best = -1, i, r;
 
-	c->io_client = dm_io_client_create();
-	if (IS_ERR(c->io_client)) {
-		r = PTR_ERR(c->io_client);
-		c->io_client = NULL;
-		*error = "Cannot create dm-io client";
-		return r;
-	}
-	if (bdev_nr_sectors(c->cache_dev->bdev) <
-	    vmc_data_start_for(1) + VMC_MIN_BLOCKS * (VMC_BLOCK_SIZE_MIN >> 9)) {
-		*error = "Cache device too small";
-		return -EINVAL;
-	}
-	for (i = 0; i < VMC_SB_SLOTS; i++) {
-		sb[i] = vmalloc(VMC_PAGE_SIZE);
-		if (!sb[i])
-			goto out;
-	}
 	for (i = 0; i < VMC_SB_SLOTS; i++) {
 		r = md_rw(c, REQ_OP_READ, sb[i], i * VMC_PAGE_SECTORS, 1);
 		if (r) {
 			*error = "Cannot read superblock";
-			goto out;
+			return r;
 		}
 		v[i] = sb_check(sb[i], i, &why[i]);
 		if (v[i] == SB_GOOD &&
@@ -314,8 +300,62 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 				 le64_to_cpu(sb[best]->seq)))
 			best = i;
 	}
+	*blank = v[0] == SB_ZERO && v[1] == SB_ZERO;
+	if (best < 0 && !*blank)
+		*error = why[0] ?: why[1];
+	return best;
+}
 
-	if (best < 0 && v[0] == SB_ZERO && v[1] == SB_ZERO) {
+static void free_sbs(struct vmc_superblock **sb)
+{
+	int i;
+
+	for (i = 0; i < VMC_SB_SLOTS; i++)
+		vfree(sb[i]);
+}
+
+static int alloc_sbs(struct vmc_superblock **sb, char **error)
+{
+	int i;
+
+	for (i = 0; i < VMC_SB_SLOTS; i++) {
+		sb[i] = vmalloc(VMC_PAGE_SIZE);
+		if (!sb[i]) {
+			*error = "Cannot allocate superblock buffer";
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
+		char **error)
+{
+	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
+	bool blank;
+	int r, best;
+
+	if (bdev_nr_sectors(c->cache_dev->bdev) <
+	    vmc_data_start_for(1) + VMC_MIN_BLOCKS * (VMC_BLOCK_SIZE_MIN >> 9)) {
+		*error = "Cache device too small";
+		return -EINVAL;
+	}
+	c->io_client = dm_io_client_create();
+	if (IS_ERR(c->io_client)) {
+		r = PTR_ERR(c->io_client);
+		c->io_client = NULL;
+		*error = "Cannot create dm-io client";
+		return r;
+	}
+	r = alloc_sbs(sb, error);
+	if (r)
+		goto out;
+	best = read_sbs(c, sb, &blank, error);
+	if (best < -1) {
+		r = best;
+		goto out;
+	}
+	if (best < 0 && blank) {
 		if (must_exist) {
 			*error = "Cache device is blank and must_exist is set";
 			r = -ENODEV;
@@ -330,21 +370,14 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		goto out;
 	}
 	if (best < 0) {
-		*error = why[0] ?: why[1];
 		r = -EINVAL;
 		goto out;
 	}
-	c->sb_slot = best;
 	r = check_sb(c, sb[best], block_size, error);
 	if (!r)
 		r = vmc_md_alloc_staging(c, error);
-	if (!r)
-		c->loaded_dirty = le64_to_cpu(sb[best]->nr_dirty);
-	if (!r)
-		c->loaded_valid = le64_to_cpu(sb[best]->nr_valid);
 out:
-	for (i = 0; i < VMC_SB_SLOTS; i++)
-		vfree(sb[i]);
+	free_sbs(sb);
 	return r;
 }
 
@@ -406,13 +439,54 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 	return 0;
 }
 
+/*
+ * Called at the first resume, not in the constructor: a table being
+ * replaced commits its last state when it is suspended, which is after
+ * this table was constructed.
+ */
+static int reread_sb(struct vmcache *c, char **error)
+{
+	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
+	u32 nr_blocks = c->nr_blocks;
+	bool blank;
+	int r, best;
+
+	r = alloc_sbs(sb, error);
+	if (r)
+		goto out;
+	best = read_sbs(c, sb, &blank, error);
+	r = best;
+	if (best == -1) {
+		*error = "Superblock vanished";
+		r = -EINVAL;
+	}
+	if (r < 0)
+		goto out;
+	r = check_sb(c, sb[best], c->tun[VMC_T_BLOCK_SIZE], error);
+	if (!r && c->nr_blocks != nr_blocks) {
+		*error = "Cache geometry changed under the table";
+		r = -EINVAL;
+	}
+	if (r)
+		goto out;
+	c->sb_slot = best;
+	c->loaded_dirty = le64_to_cpu(sb[best]->nr_dirty);
+	c->loaded_valid = le64_to_cpu(sb[best]->nr_valid);
+out:
+	free_sbs(sb);
+	return r;
+}
+
 int vmc_md_load(struct vmcache *c, char **error)
 {
 	void *b_copy = NULL;
 	u64 nr_dirty = 0, nr_valid = 0;
 	u32 p, n, i;
-	int r = 0;
+	int r;
 
+	r = reread_sb(c, error);
+	if (r)
+		return r;
 	b_copy = vmalloc((size_t)VMC_LOAD_CHUNK * VMC_PAGE_SIZE);
 	if (!b_copy) {
 		*error = "Cannot allocate metadata buffers";
@@ -449,6 +523,8 @@ int vmc_md_load(struct vmcache *c, char **error)
 		}
 	}
 	vfree(b_copy);
+	/* the constructor's formatting or nothing else is in memory yet */
+	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
 	if (!r && (nr_dirty != c->loaded_dirty || nr_valid != c->loaded_valid)) {
 		*error = "Mapping counts do not match the superblock";
 		r = -EINVAL;
@@ -502,6 +578,17 @@ static int write_pages(struct vmcache *c, u64 seq)
 	md_async_done(0, &io);
 	wait_for_completion_io(&io.done);
 	return io.error;
+}
+
+bool vmc_md_changed(struct vmcache *c)
+{
+	bool changed;
+
+	spin_lock_irq(&c->lock);
+	changed = c->lists[VMC_LIST_PENDING].count ||
+		  !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages);
+	spin_unlock_irq(&c->lock);
+	return changed;
 }
 
 int vmc_md_commit(struct vmcache *c, bool clean)

@@ -17,7 +17,7 @@
 int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		char **error);
 
-/* Rebuild the in-memory mappings from the newest committed pages. */
+/* Rebuild the in-memory mappings from the newest commit (first resume). */
 int vmc_md_load(struct vmcache *c, char **error);
 
 /*
@@ -25,6 +25,9 @@ int vmc_md_load(struct vmcache *c, char **error);
  * describe it.  @clean marks a clean shutdown.  Sleeps.
  */
 int vmc_md_commit(struct vmcache *c, bool clean);
+
+/* is there anything a commit would write? */
+bool vmc_md_changed(struct vmcache *c);
 
 void vmc_md_close(struct vmcache *c);
 

@@ -421,17 +421,21 @@ static void periodic_work(struct work_struct *ws)
 	queue_delayed_work(c->wq, &c->periodic_work, VMC_COMMIT_PERIOD);
 }
 
+/* stop background work and wait for our own I/O */
+static void quiesce(struct vmcache *c)
+{
+	vmc_wb_stop(c);
+	cancel_delayed_work_sync(&c->periodic_work);
+	flush_workqueue(c->wq);
+	wait_var_event(&c->internal_io, !atomic_read(&c->internal_io));
+}
+
 /* idempotent: copes with a half-built cache (constructor error path) */
 static void vmc_destroy(struct vmcache *c)
 {
+	/* postsuspend committed; a table never resumed must not write */
 	if (c->wq) {
-		vmc_wb_stop(c);
-		cancel_delayed_work_sync(&c->periodic_work);
-		flush_workqueue(c->wq);
-		wait_var_event(&c->internal_io, !atomic_read(&c->internal_io));
-		if (c->blocks && c->md_state == VMC_MD_OK &&
-		    vmc_md_commit(c, true))
-			DMERR("%s: final metadata commit failed", c->name);
+		quiesce(c);
 		destroy_workqueue(c->wq);
 	}
 	vmc_sysfs_del(c);
@@ -581,14 +585,11 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = vmc_policy_create(c);
 		ti->error = "Cannot allocate block table";
 	}
-	if (!r)
-		r = vmc_md_load(c, &ti->error);
 	if (r)
 		goto bad;
 
 	r = -ENOMEM;
 	ti->error = "Cannot allocate cache resources";
-	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
 	c->stats = alloc_percpu(struct vmc_stats);
 	c->wq = alloc_workqueue("vmcache-%s", WQ_MEM_RECLAIM, 0, c->name);
 	if (!c->stats || !c->wq)
@@ -610,9 +611,6 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot set the maximum I/O size";
 		goto bad;
 	}
-	if (c->nr_dirty)
-		DMINFO("%s: loaded %u cached blocks, %u dirty", c->name,
-		       c->nr_valid_blocks, c->nr_dirty);
 	return 0;
 bad:
 	vmc_destroy(c);
@@ -625,17 +623,39 @@ static void vmc_dtr(struct dm_target *ti)
 	vmc_destroy(ti->private);
 }
 
+/*
+ * Every table goes through here before its destructor (dm suspends a
+ * device before removing it), so this is where the final state is
+ * committed, marked as a clean shutdown.
+ */
 static void vmc_postsuspend(struct dm_target *ti)
 {
 	struct vmcache *c = ti->private;
 
 	vmc_sysfs_del(c);
-	vmc_wb_stop(c);
-	cancel_delayed_work_sync(&c->periodic_work);
-	flush_workqueue(c->wq);
-	wait_var_event(&c->internal_io, !atomic_read(&c->internal_io));
-	if (c->md_state == VMC_MD_OK && vmc_md_commit(c, false))
+	quiesce(c);
+	if (c->loaded && c->md_state == VMC_MD_OK && vmc_md_commit(c, true))
 		DMERR("%s: metadata commit at suspend failed", c->name);
+}
+
+static int vmc_preresume(struct dm_target *ti)
+{
+	struct vmcache *c = ti->private;
+	char *error;
+	int r;
+
+	if (c->loaded)
+		return 0;
+	r = vmc_md_load(c, &error);
+	if (r) {
+		DMERR("%s: cannot load metadata: %s", c->name, error);
+		return r;
+	}
+	c->loaded = true;
+	if (c->nr_valid_blocks)
+		DMINFO("%s: loaded %u cached blocks, %u dirty", c->name,
+		       c->nr_valid_blocks, c->nr_dirty);
+	return 0;
 }
 
 static void vmc_resume(struct dm_target *ti)
@@ -682,6 +702,7 @@ static struct target_type vmcache_target = {
 	.status = vmc_status,
 	.message = vmc_message,
 	.postsuspend = vmc_postsuspend,
+	.preresume = vmc_preresume,
 	.resume = vmc_resume,
 	.iterate_devices = vmc_iterate_devices,
 	.io_hints = vmc_io_hints,

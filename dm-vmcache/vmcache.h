@@ -175,6 +175,7 @@ struct vmcache {
 	unsigned long *mpage_writing;	/* pages of the commit under way */
 	void *staging;			/* encoded mapping pages */
 	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
+	bool loaded;			/* mappings read (first resume) */
 	u64 seq;			/* last durable commit */
 	u8 uuid[16];
 	u64 format_time;
