@@ -87,7 +87,7 @@ int parse_args(int argc, char **argv, const struct cmd_spec *spec)
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	getopt_reset();
-	opterr = 0;
+	opterr = 0;	/* our own messages */
 	while ((c = getopt_long(argc, argv, so, lo, &idx)) != -1) {
 		const struct opt *o = NULL;
 

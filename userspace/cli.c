@@ -211,5 +211,4 @@ bool sleep_or_stop(double secs)
 void getopt_reset(void)
 {
 	optind = 0;	/* glibc: 0 also re-initialises its internal state */
-	opterr = 1;
 }
