@@ -206,17 +206,24 @@ static int format_blank(struct vmcache *c, struct vmc_superblock *sb, char **err
 	/* slot 1 first: an old superblock there must never win */
 	memset(sb, 0, VMC_PAGE_SIZE);
 	r = md_rw(c, REQ_OP_WRITE, sb, VMC_PAGE_SECTORS, 1);
-	/* every mapping page gets a valid, empty copy in area A */
+	/*
+	 * Every mapping page gets a valid, empty copy in area A and a zeroed
+	 * one in B, so that later a copy failing its checksum always means
+	 * a torn write or damage, never leftovers.
+	 */
 	for (p = 0; !r && p < c->layout.nr_mpages; p += n) {
 		u32 i;
 
 		n = min(c->layout.nr_mpages - p, VMC_LOAD_CHUNK);
 		memset(c->staging, 0, (size_t)n * VMC_PAGE_SIZE);
+		r = md_rw(c, REQ_OP_WRITE, c->staging,
+			  vmc_mpage_sector(&c->layout, 1, p), n);
 		for (i = 0; i < n; i++)
 			seal_page(c, c->staging + (size_t)i * VMC_PAGE_SIZE,
 				  p + i, 1);
-		r = md_rw(c, REQ_OP_WRITE, c->staging,
-			  vmc_mpage_sector(&c->layout, 0, p), n);
+		if (!r)
+			r = md_rw(c, REQ_OP_WRITE, c->staging,
+				  vmc_mpage_sector(&c->layout, 0, p), n);
 	}
 	if (r) {
 		*error = "Cannot format cache device (write error)";
