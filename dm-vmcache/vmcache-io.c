@@ -491,6 +491,11 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 
 	is_write = op_is_write(bio_op(bio));
 	describe(c, bio, &rq);
+	/* a partial block at the end of the origin is never cached */
+	if (rq.oblock >= c->origin_sectors >> c->block_shift) {
+		remap(c, bio, false, 0, 0);
+		return DM_MAPIO_REMAPPED;
+	}
 
 	spin_lock_irqsave(&c->lock, flags);
 	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
