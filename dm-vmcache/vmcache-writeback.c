@@ -242,8 +242,8 @@ static void wb_work(struct work_struct *ws)
 	bool aged_only;
 	u32 want, n, i;
 
-	if (READ_ONCE(c->wb_stopping) || c->wb_running ||
-	    c->md_state == VMC_MD_FAIL)
+	/* runs with failed metadata too: the origin still gets the data */
+	if (READ_ONCE(c->wb_stopping) || c->wb_running)
 		return;
 	want = budget(c, &aged_only, &next);
 	if (!want) {
