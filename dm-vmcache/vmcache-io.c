@@ -498,11 +498,12 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	}
 
 	spin_lock_irqsave(&c->lock, flags);
-	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				    bio->bi_iter.bi_size);
 	idx = vmc_lookup(c, rq.oblock);
 	if (idx != VMC_NIL)
 		st = cut_uniform(c, bio, &c->blocks[idx], &rq);
+	/* after the cut: the rest comes back and continues the stream */
+	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				    bio->bi_iter.bi_size);
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,
 				    bio->bi_opf & REQ_FUA, &need_commit);

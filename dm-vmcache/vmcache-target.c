@@ -376,14 +376,11 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 				 !strcmp(argv[0], "policy"))) {
 		r = vmc_set_tunable(c, find_tunable(argv[0]), argv[1], &error);
 	} else if (argc == 1 && !strcmp(argv[0], "flush")) {
-		error = "metadata failed: cannot track writeback";
-		if (c->md_state != VMC_MD_FAIL) {
-			spin_lock_irq(&c->lock);
-			c->flush_active = c->nr_dirty != 0;
-			spin_unlock_irq(&c->lock);
-			vmc_wb_kick(c);
-			r = 0;
-		}
+		spin_lock_irq(&c->lock);
+		c->flush_active = c->nr_dirty != 0;
+		spin_unlock_irq(&c->lock);
+		vmc_wb_kick(c);
+		r = 0;
 	} else if (argc == 1 && !strcmp(argv[0], "invalidate")) {
 		spin_lock_irq(&c->lock);
 		vmc_policy_invalidate_clean(c, &need_commit);
