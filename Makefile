@@ -16,7 +16,7 @@ KDIR_CANDIDATES := $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)) \
 		   $(wildcard /lib/modules/$(shell uname -r)/build)
 KDIR ?= $(firstword $(foreach d,$(KDIR_CANDIDATES),$(if $(wildcard $(d)/Makefile),$(d))))
 KDIRS_ALL := $(foreach d,$(sort $(wildcard /usr/src/linux-headers-6.*-amd64)),$(if $(wildcard $(d)/Makefile),$(d)))
-CHECKPATCH ?= scripts/checkpatch/checkpatch.pl
+CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
 .PHONY: all module userspace lint checkpatch sparse compat-check deps install \
 	test unit-test guest-test demo bench clean check-kdir
@@ -37,7 +37,7 @@ userspace:
 lint: checkpatch sparse
 
 checkpatch:
-	scripts/lint-checkpatch.sh
+	CHECKPATCH=$(CHECKPATCH) scripts/lint-checkpatch.sh
 
 sparse: check-kdir
 	$(MAKE) -C $(KDIR) M=$(PWD_DIR) C=2 W=1 modules 2>&1 | tee .sparse.log
