@@ -409,7 +409,9 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 {
 	unsigned int mode = c->tun[VMC_T_MODE];
 	bool aligned = rq->touched == rq->full;
-	bool wb = mode == VMC_MODE_WRITEBACK && !fua && may_allocate(c);
+	/* during a drain, writes go through so that the drain converges */
+	bool wb = mode == VMC_MODE_WRITEBACK && !fua && may_allocate(c) &&
+		  !c->flush_active;
 	struct vmc_block *b;
 
 	if (*idx == VMC_NIL) {
