@@ -446,11 +446,7 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 	return 0;
 }
 
-/*
- * Called at the first resume, not in the constructor: a table being
- * replaced commits its last state when it is suspended, which is after
- * this table was constructed.
- */
+/* the newest superblock, checked against the geometry we run with */
 static int reread_sb(struct vmcache *c, char **error)
 {
 	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
@@ -499,6 +495,7 @@ int vmc_md_load(struct vmcache *c, char **error)
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
+	bitmap_zero(c->mpage_slot, c->layout.nr_mpages);
 	for (p = 0; !r && p < c->layout.nr_mpages; p += n) {
 		n = min(c->layout.nr_mpages - p, VMC_LOAD_CHUNK);
 		r = md_rw(c, REQ_OP_READ, c->staging,
@@ -537,6 +534,37 @@ int vmc_md_load(struct vmcache *c, char **error)
 		r = -EINVAL;
 	}
 	return r;
+}
+
+/*
+ * First resume: a table this one replaces committed its final state when
+ * it was suspended, after our constructor loaded.  Load again if so.
+ */
+int vmc_md_refresh(struct vmcache *c, char **error)
+{
+	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
+	bool blank;
+	int r, best;
+
+	r = alloc_sbs(sb, error);
+	if (!r) {
+		best = read_sbs(c, sb, &blank, error);
+		r = best < 0 ? -EINVAL : 0;
+		if (best == -1)
+			*error = "Superblock vanished";
+		else if (best >= 0 && le64_to_cpu(sb[best]->seq) == c->seq)
+			best = -2;	/* unchanged: what we loaded is current */
+	}
+	free_sbs(sb);
+	if (r || best == -2)
+		return r;
+	vmc_policy_destroy(c);
+	r = vmc_policy_create(c);
+	if (r) {
+		*error = "Cannot allocate block table";
+		return r;
+	}
+	return vmc_md_load(c, error);
 }
 
 /* ------------------------------------------------------------------ */

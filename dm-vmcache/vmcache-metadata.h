@@ -17,8 +17,11 @@
 int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		char **error);
 
-/* Rebuild the in-memory mappings from the newest commit (first resume). */
+/* Rebuild the in-memory mappings from the newest commit. */
 int vmc_md_load(struct vmcache *c, char **error);
+
+/* Reload if another table committed since vmc_md_load (first resume). */
+int vmc_md_refresh(struct vmcache *c, char **error);
 
 /*
  * Make every completed write durable together with the mappings that

@@ -93,6 +93,10 @@ int vmc_policy_create(struct vmcache *c)
 	c->promote_count = vzalloc(buckets);
 	if (!c->blocks || !c->hash || !c->promote_count)
 		return -ENOMEM;
+	c->nr_dirty = 0;
+	c->nr_mapped = 0;
+	c->nr_valid_blocks = 0;
+	c->promote_ticks = 0;
 	c->hash_mask = buckets - 1;
 	c->promote_mask = buckets - 1;
 	for (i = 0; i < buckets; i++)

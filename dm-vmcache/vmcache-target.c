@@ -582,6 +582,9 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = vmc_policy_create(c);
 		ti->error = "Cannot allocate block table";
 	}
+	/* loaded here for precise errors, refreshed at the first resume */
+	if (!r)
+		r = vmc_md_load(c, &ti->error);
 	if (r)
 		goto bad;
 
@@ -643,7 +646,7 @@ static int vmc_preresume(struct dm_target *ti)
 
 	if (c->loaded)
 		return 0;
-	r = vmc_md_load(c, &error);
+	r = vmc_md_refresh(c, &error);
 	if (r) {
 		DMERR("%s: cannot load metadata: %s", c->name, error);
 		return r;
