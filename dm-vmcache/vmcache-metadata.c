@@ -536,11 +536,8 @@ int vmc_md_load(struct vmcache *c, char **error)
 	return r;
 }
 
-/*
- * First resume: a table this one replaces committed its final state when
- * it was suspended, after our constructor loaded.  Load again if so.
- */
-int vmc_md_refresh(struct vmcache *c, char **error)
+/* sequence number of the newest valid superblock on the device */
+static int disk_seq(struct vmcache *c, u64 *seq, char **error)
 {
 	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
 	bool blank;
@@ -549,22 +546,58 @@ int vmc_md_refresh(struct vmcache *c, char **error)
 	r = alloc_sbs(sb, error);
 	if (!r) {
 		best = read_sbs(c, sb, &blank, error);
-		r = best < 0 ? -EINVAL : 0;
-		if (best == -1)
+		if (best == -1) {
 			*error = "Superblock vanished";
-		else if (best >= 0 && le64_to_cpu(sb[best]->seq) == c->seq)
-			best = -2;	/* unchanged: what we loaded is current */
+			best = -EINVAL;
+		}
+		r = min(best, 0);
+		if (!r)
+			*seq = le64_to_cpu(sb[best]->seq);
 	}
 	free_sbs(sb);
-	if (r || best == -2)
-		return r;
+	return r;
+}
+
+static int reload(struct vmcache *c, char **error)
+{
 	vmc_policy_destroy(c);
-	r = vmc_policy_create(c);
-	if (r) {
+	if (vmc_policy_create(c)) {
 		*error = "Cannot allocate block table";
-		return r;
+		return -ENOMEM;
 	}
 	return vmc_md_load(c, error);
+}
+
+/*
+ * While a table is live, the one being built for it can read pages the
+ * live one is committing.  A load that fails while the superblock moved
+ * is such a race, not damage: load again (a few times at most).
+ */
+int vmc_md_load_live(struct vmcache *c, char **error)
+{
+	int r = vmc_md_load(c, error), tries;
+	u64 seq;
+
+	for (tries = 0; r == -EINVAL && tries < 3; tries++) {
+		if (disk_seq(c, &seq, error) || seq == c->seq)
+			break;
+		r = reload(c, error);
+	}
+	return r;
+}
+
+/*
+ * First resume: a table this one replaces committed its final state when
+ * it was suspended, after our constructor loaded.  Load again if so.
+ */
+int vmc_md_refresh(struct vmcache *c, char **error)
+{
+	u64 seq;
+	int r = disk_seq(c, &seq, error);
+
+	if (r || seq == c->seq)
+		return r;
+	return reload(c, error);
 }
 
 /* ------------------------------------------------------------------ */

@@ -20,6 +20,9 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 /* Rebuild the in-memory mappings from the newest commit. */
 int vmc_md_load(struct vmcache *c, char **error);
 
+/* vmc_md_load that tolerates a live table committing meanwhile (ctr) */
+int vmc_md_load_live(struct vmcache *c, char **error);
+
 /* Reload if another table committed since vmc_md_load (first resume). */
 int vmc_md_refresh(struct vmcache *c, char **error);
 

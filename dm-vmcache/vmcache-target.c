@@ -584,7 +584,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	/* loaded here for precise errors, refreshed at the first resume */
 	if (!r)
-		r = vmc_md_load(c, &ti->error);
+		r = vmc_md_load_live(c, &ti->error);
 	if (r)
 		goto bad;
 
