@@ -16,6 +16,9 @@
 #   --shell		boot to an interactive shell on this terminal instead
 #   --script FILE	run FILE (bash) in the guest instead of the selftests;
 #			its output is printed as is and its exit code returned
+#   --bin PROG		also copy host program PROG (with its libraries) into
+#			the guest, e.g. make-bcache for the benchmark;
+#			repeatable; a missing program is only noted
 #   --disk FILE[:SIZE]	attach FILE as an extra virtio disk to every boot
 #			(created, or grown, to SIZE, e.g. 1G); repeatable; in
 #			the guest /dev/disk/by-id/virtio-diskN, N from 0
@@ -60,6 +63,7 @@ boot_timeout=
 test_timeout=
 list_only=0
 extra_disks=()
+extra_bins=()
 guest_env=()
 tests=()
 
@@ -79,6 +83,7 @@ while [ $# -gt 0 ]; do
 	--shell) mode=shell; shift ;;
 	--script) mode=script; script=$2; shift 2 ;;
 	--disk) extra_disks+=("$2"); shift 2 ;;
+	--bin) extra_bins+=("$2"); shift 2 ;;
 	--timeout) boot_timeout=$2; shift 2 ;;
 	--test-timeout) test_timeout=$2; shift 2 ;;
 	--env) guest_env+=("vmcache.env.$2"); shift 2 ;;
@@ -225,7 +230,7 @@ build_initramfs() {
 	ln -s usr/lib64 "$RFS/lib64"
 
 	for b in "${REQUIRED_BINS[@]}"; do copy_bin "$b" 1; done
-	for b in "${OPTIONAL_BINS[@]}"; do copy_bin "$b" 0; done
+	for b in "${OPTIONAL_BINS[@]}" "${extra_bins[@]}"; do copy_bin "$b" 0; done
 	[ -x "$CTL" ] && { copy_file "$CTL"; cp "$CTL" "$RFS/usr/sbin/vmcachectl"; copy_bin "$CTL" 0; }
 
 	# busybox fills in the rest (cttyhack, poweroff, ...), last in PATH.
