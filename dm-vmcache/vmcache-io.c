@@ -461,7 +461,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 {
 	struct vmcache *c = ti->private;
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	bool need_commit = false, is_write, seq;
+	bool need_commit = false, wait_commit = false, is_write, seq;
 	enum vmc_state st = ST_INVALID;
 	enum vmc_route route;
 	struct vmc_req rq;
@@ -531,6 +531,17 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		}
 		if (route == R_CACHE_WRITE)
 			pb->flags |= VMC_PB_DIRTY;
+		/*
+		 * Overwriting a block the disk records as clean: a crash
+		 * before the next commit would leave new data marked clean,
+		 * served now and lost at eviction.  Record it dirty first.
+		 */
+		if (route == R_CACHE_WRITE &&
+		    (st == ST_CLEAN || (b->flags & VMC_B_DPEND))) {
+			vmc_policy_set_dirty(c, idx, rq.touched);
+			b->flags |= VMC_B_DPEND;
+			wait_commit = true;
+		}
 		if (route == R_READ_FILL) {
 			pb->flags |= VMC_PB_PROMOTE;
 			pb->iter = bio->bi_iter;
@@ -548,6 +559,13 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	case R_READ_HIT:
 	case R_CACHE_WRITE:
 		remap(c, bio, true, idx, rq.offset);
+		if (wait_commit) {
+			spin_lock_irqsave(&c->lock, flags);
+			bio_list_add(&c->dirty_wait, bio);
+			spin_unlock_irqrestore(&c->lock, flags);
+			queue_work(c->wq, &c->commit_work);
+			return DM_MAPIO_SUBMITTED;
+		}
 		break;
 	case R_BOTH_WRITE:
 		submit_cache_clone(c, bio, idx, rq.offset);

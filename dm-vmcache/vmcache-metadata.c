@@ -654,25 +654,64 @@ bool vmc_md_changed(struct vmcache *c)
 
 	spin_lock_irq(&c->lock);
 	changed = c->lists[VMC_LIST_PENDING].count ||
+		  !bio_list_empty(&c->dirty_wait) ||
 		  !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages);
 	spin_unlock_irq(&c->lock);
 	return changed;
 }
 
+/*
+ * Writes that turn a clean block dirty wait for the commit that records
+ * it (vmcache-io.c); send them on, or fail them if it failed.
+ */
+static void release_waiting(struct vmcache *c, struct bio_list *waiting,
+			    int r)
+{
+	struct bio *bio;
+
+	if (r == -ENOMEM) {
+		/* nothing was written: they wait for the next commit */
+		spin_lock_irq(&c->lock);
+		bio_list_merge(&c->dirty_wait, waiting);
+		spin_unlock_irq(&c->lock);
+		return;
+	}
+	spin_lock_irq(&c->lock);
+	bio_list_for_each(bio, waiting) {
+		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+
+		c->blocks[pb->cblock].flags &= ~VMC_B_DPEND;
+	}
+	spin_unlock_irq(&c->lock);
+	while ((bio = bio_list_pop(waiting))) {
+		if (r) {
+			bio->bi_status = BLK_STS_IOERR;
+			bio_endio(bio);
+		} else {
+			submit_bio_noacct(bio);
+		}
+	}
+}
+
 int vmc_md_commit(struct vmcache *c, bool clean)
 {
+	struct bio_list waiting;
 	struct vmc_superblock *sb = NULL;
 	u32 pending, nr_pages = c->layout.nr_mpages, p;
 	u64 nr_dirty, nr_valid, seq;
 	int r;
 
 	mutex_lock(&c->commit_lock);
+	bio_list_init(&waiting);
+	spin_lock_irq(&c->lock);
+	bio_list_merge(&waiting, &c->dirty_wait);
+	bio_list_init(&c->dirty_wait);
 	if (c->md_state != VMC_MD_OK) {
+		spin_unlock_irq(&c->lock);
 		r = -EIO;
+		release_waiting(c, &waiting, r);
 		goto out;
 	}
-
-	spin_lock_irq(&c->lock);
 	pending = c->lists[VMC_LIST_PENDING].count;
 	nr_dirty = c->nr_dirty;
 	nr_valid = c->nr_valid_blocks;
@@ -707,6 +746,7 @@ int vmc_md_commit(struct vmcache *c, bool clean)
 			vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
 			set_md_state(c, VMC_MD_FAIL);
 		}
+		release_waiting(c, &waiting, r);
 		goto out;
 	}
 	c->seq = seq;
@@ -717,6 +757,7 @@ int vmc_md_commit(struct vmcache *c, bool clean)
 	spin_lock_irq(&c->lock);
 	vmc_policy_release_pending(c, pending);
 	spin_unlock_irq(&c->lock);
+	release_waiting(c, &waiting, 0);
 out:
 	mutex_unlock(&c->commit_lock);
 	return r;

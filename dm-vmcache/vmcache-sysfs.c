@@ -117,6 +117,8 @@ int vmc_sysfs_add(struct vmcache *c)
 	if (c->kobj_added)
 		return 0;
 	reinit_completion(&c->kobj_released);
+	/* a kobject is initialised once: start from zero on every resume */
+	memset(&c->kobj, 0, sizeof(c->kobj));
 	r = kobject_init_and_add(&c->kobj, (struct kobj_type *)&vmc_ktype,
 				 &caches_kset->kobj, "%s", c->name);
 	if (r) {

@@ -555,6 +555,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	mutex_init(&c->commit_lock);
 	bio_list_init(&c->flush_bios);
 	bio_list_init(&c->fill_bios);
+	bio_list_init(&c->dirty_wait);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);
 	INIT_DELAYED_WORK(&c->periodic_work, periodic_work);

@@ -35,6 +35,7 @@ enum vmc_list_id {
 #define VMC_B_MAPPED	BIT(0)	/* in the hash table */
 #define VMC_B_WB	BIT(1)	/* writeback in flight */
 #define VMC_B_REDIRTY	BIT(2)	/* written while being written back */
+#define VMC_B_DPEND	BIT(3)	/* dirty, but the disk still says clean */
 
 struct vmc_block {
 	u64 oblock;		/* origin block when mapped */
@@ -166,6 +167,7 @@ struct vmcache {
 	u32 promote_ticks;
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
+	struct bio_list dirty_wait;	/* writes waiting for VMC_B_DPEND */
 	bool degraded;
 	bool flush_active;		/* drain requested */
 	/* --- lock end --- */
