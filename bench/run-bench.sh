@@ -60,7 +60,7 @@ while IFS='=' read -r name value; do
 	env_args+=(--env "$name=$value")
 done < <(env | grep -E '^BENCH_[A-Z_]+=[^ ]*$' || true)
 
-log "booting the benchmark guest (about 10-15 minutes under TCG)"
+log "booting the benchmark guest (about 6-10 minutes under TCG)"
 start=$(date +%s)
 rc=0
 "$ROOT/selftests/run-in-guest.sh" --timeout "${BENCH_TIMEOUT:-2400}" --bin make-bcache \
