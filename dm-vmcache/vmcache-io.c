@@ -405,7 +405,8 @@ static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
 /* decide the route of a write; called with c->lock held */
 static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 				  u32 *idx, enum vmc_state st, bool seq,
-				  bool fua, bool *need_commit)
+				  bool fua, bool *need_commit,
+				  bool *wait_commit)
 {
 	unsigned int mode = c->tun[VMC_T_MODE];
 	bool aligned = rq->touched == rq->full;
@@ -441,8 +442,13 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 			return R_CACHE_WRITE;
 		if (mode == VMC_MODE_PASSTHROUGH || b->writers ||
 		    !may_allocate(c)) {
-			/* drop the copy rather than race another write */
+			/*
+			 * Drop the copy (rather than race another write), and
+			 * durably: a crash must not bring the old copy back
+			 * in front of the origin's new data.
+			 */
 			vmc_policy_set_valid(c, *idx, b->valid & ~rq->touched);
+			*wait_commit = true;
 			return R_ORIGIN;
 		}
 		return R_BOTH_WRITE;
@@ -508,7 +514,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 				    bio->bi_iter.bi_size);
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,
-				    bio->bi_opf & REQ_FUA, &need_commit);
+				    bio->bi_opf & REQ_FUA, &need_commit,
+				    &wait_commit);
 	else
 		route = route_read(c, &rq, &idx, st, seq, &need_commit);
 
@@ -559,13 +566,6 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	case R_READ_HIT:
 	case R_CACHE_WRITE:
 		remap(c, bio, true, idx, rq.offset);
-		if (wait_commit) {
-			spin_lock_irqsave(&c->lock, flags);
-			bio_list_add(&c->dirty_wait, bio);
-			spin_unlock_irqrestore(&c->lock, flags);
-			queue_work(c->wq, &c->commit_work);
-			return DM_MAPIO_SUBMITTED;
-		}
 		break;
 	case R_BOTH_WRITE:
 		submit_cache_clone(c, bio, idx, rq.offset);
@@ -575,6 +575,13 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	case R_ORIGIN:
 		remap(c, bio, false, 0, 0);
 		break;
+	}
+	if (wait_commit) {
+		spin_lock_irqsave(&c->lock, flags);
+		bio_list_add(&c->commit_wait, bio);
+		spin_unlock_irqrestore(&c->lock, flags);
+		queue_work(c->wq, &c->commit_work);
+		return DM_MAPIO_SUBMITTED;
 	}
 	return DM_MAPIO_REMAPPED;
 }

@@ -654,15 +654,15 @@ bool vmc_md_changed(struct vmcache *c)
 
 	spin_lock_irq(&c->lock);
 	changed = c->lists[VMC_LIST_PENDING].count ||
-		  !bio_list_empty(&c->dirty_wait) ||
+		  !bio_list_empty(&c->commit_wait) ||
 		  !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages);
 	spin_unlock_irq(&c->lock);
 	return changed;
 }
 
 /*
- * Writes that turn a clean block dirty wait for the commit that records
- * it (vmcache-io.c); send them on, or fail them if it failed.
+ * Writes that wait for this commit (vmcache-io.c: a clean block turned
+ * dirty, a clean copy dropped); send them on, or fail them if it failed.
  */
 static void release_waiting(struct vmcache *c, struct bio_list *waiting,
 			    int r)
@@ -672,7 +672,7 @@ static void release_waiting(struct vmcache *c, struct bio_list *waiting,
 	if (r == -ENOMEM) {
 		/* nothing was written: they wait for the next commit */
 		spin_lock_irq(&c->lock);
-		bio_list_merge(&c->dirty_wait, waiting);
+		bio_list_merge(&c->commit_wait, waiting);
 		spin_unlock_irq(&c->lock);
 		return;
 	}
@@ -680,7 +680,8 @@ static void release_waiting(struct vmcache *c, struct bio_list *waiting,
 	bio_list_for_each(bio, waiting) {
 		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 
-		c->blocks[pb->cblock].flags &= ~VMC_B_DPEND;
+		if (pb->cblock != VMC_NIL)
+			c->blocks[pb->cblock].flags &= ~VMC_B_DPEND;
 	}
 	spin_unlock_irq(&c->lock);
 	while ((bio = bio_list_pop(waiting))) {
@@ -704,8 +705,8 @@ int vmc_md_commit(struct vmcache *c, bool clean)
 	mutex_lock(&c->commit_lock);
 	bio_list_init(&waiting);
 	spin_lock_irq(&c->lock);
-	bio_list_merge(&waiting, &c->dirty_wait);
-	bio_list_init(&c->dirty_wait);
+	bio_list_merge(&waiting, &c->commit_wait);
+	bio_list_init(&c->commit_wait);
 	if (c->md_state != VMC_MD_OK) {
 		spin_unlock_irq(&c->lock);
 		r = -EIO;

@@ -408,6 +408,48 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 /* ------------------------------------------------------------------ */
 /* construction and teardown */
 
+/*
+ * Devices in use by vmcache tables.  Two mapped devices sharing a cache or
+ * an origin would each write metadata or data the other does not know of;
+ * a reload (new table, same mapped device) is allowed.
+ */
+static LIST_HEAD(vmc_all);
+static DEFINE_MUTEX(vmc_all_lock);
+
+static int claim_devices(struct vmcache *c, char **error)
+{
+	struct mapped_device *md = dm_table_get_md(c->ti->table);
+	dev_t cd = c->cache_dev->bdev->bd_dev, od = c->origin_dev->bdev->bd_dev;
+	struct vmcache *o;
+	int r = 0;
+
+	mutex_lock(&vmc_all_lock);
+	list_for_each_entry(o, &vmc_all, all) {
+		dev_t ocd = o->cache_dev->bdev->bd_dev;
+		dev_t ood = o->origin_dev->bdev->bd_dev;
+
+		if (dm_table_get_md(o->ti->table) == md)
+			continue;
+		if (ocd == cd || ood == cd || ocd == od || ood == od) {
+			*error = "Device already used by another vmcache device";
+			r = -EBUSY;
+			break;
+		}
+	}
+	if (!r)
+		list_add(&c->all, &vmc_all);
+	mutex_unlock(&vmc_all_lock);
+	return r;
+}
+
+static void release_devices(struct vmcache *c)
+{
+	mutex_lock(&vmc_all_lock);
+	if (!list_empty(&c->all))
+		list_del_init(&c->all);
+	mutex_unlock(&vmc_all_lock);
+}
+
 static void periodic_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(to_delayed_work(ws), struct vmcache,
@@ -436,6 +478,7 @@ static void vmc_destroy(struct vmcache *c)
 		destroy_workqueue(c->wq);
 	}
 	vmc_sysfs_del(c);
+	release_devices(c);
 	vmc_wb_destroy(c);
 	bioset_exit(&c->bs);
 	vmc_policy_destroy(c);
@@ -549,13 +592,14 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	c->ti = ti;
 	ti->private = c;
+	INIT_LIST_HEAD(&c->all);
 	memcpy(c->tun, vmc_defaults, sizeof(c->tun));
 	spin_lock_init(&c->lock);
 	spin_lock_init(&c->defer_lock);
 	mutex_init(&c->commit_lock);
 	bio_list_init(&c->flush_bios);
 	bio_list_init(&c->fill_bios);
-	bio_list_init(&c->dirty_wait);
+	bio_list_init(&c->commit_wait);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);
 	INIT_DELAYED_WORK(&c->periodic_work, periodic_work);
@@ -573,6 +617,8 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	if (!r)
 		r = open_devices(c, &as, &ti->error);
+	if (!r)
+		r = claim_devices(c, &ti->error);
 	if (!r)
 		r = parse_options(c, &as, given, &ti->error);
 	if (!r)

@@ -143,6 +143,7 @@ struct vmcache {
 	struct dm_dev *cache_dev;
 	struct dm_dev *origin_dev;
 	char *name;			/* dm device name, for logs and sysfs */
+	struct list_head all;		/* on the list of tables in use */
 
 	/* geometry */
 	struct vmc_layout layout;
@@ -167,7 +168,7 @@ struct vmcache {
 	u32 promote_ticks;
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
-	struct bio_list dirty_wait;	/* writes waiting for VMC_B_DPEND */
+	struct bio_list commit_wait;	/* bios held until the next commit */
 	bool degraded;
 	bool flush_active;		/* drain requested */
 	/* --- lock end --- */
