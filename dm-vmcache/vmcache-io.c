@@ -17,6 +17,7 @@
  *    update the cache copy, it drops it, so cache and origin never differ.
  */
 #include <linux/blkdev.h>
+#include <linux/hash.h>
 #include <linux/jiffies.h>
 #include "vmcache-io.h"
 #include "vmcache-policy.h"
@@ -66,6 +67,37 @@ static enum vmc_state sub_state(struct vmc_block *b, unsigned int i)
 static u8 range_mask(unsigned int first, unsigned int last)
 {
 	return (u8)(GENMASK(last, first));
+}
+
+static atomic_t *owrite_slot(struct vmcache *c, u64 oblock)
+{
+	return &c->owrites[hash_64(oblock, 32) % VMC_OWRITE_SLOTS];
+}
+
+/*
+ * An origin write that bypasses the cache must not be overtaken by a fill
+ * that read the origin before it landed: that would cache the old data.
+ * Count it per block while in flight; fills avoid counted blocks.
+ */
+static void owrite_start(struct vmcache *c, struct vmc_bio *pb, u64 first,
+			 u32 count)
+{
+	u32 i;
+
+	for (i = 0; i < count; i++)
+		atomic_inc(owrite_slot(c, first + i));
+	pb->ob_first = first;
+	pb->ob_count = count;
+	pb->flags |= VMC_PB_OWRITE;
+}
+
+static void owrite_end(struct vmcache *c, struct vmc_bio *pb)
+{
+	u32 i;
+
+	for (i = 0; i < pb->ob_count; i++)
+		atomic_dec(owrite_slot(c, pb->ob_first + i));
+	pb->flags &= ~VMC_PB_OWRITE;
 }
 
 void vmc_note_cache_error(struct vmcache *c)
@@ -380,7 +412,8 @@ static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
 		}
 		vmc_stat_inc(c, VMC_S_READ_MISSES);
 		if (st == ST_INVALID && aligned && !seq && may_allocate(c) &&
-		    !c->blocks[*idx].filling)
+		    !c->blocks[*idx].filling &&
+		    !atomic_read(owrite_slot(c, rq->oblock)))
 			return R_READ_FILL;
 		if (seq)
 			vmc_stat_inc(c, VMC_S_BYPASSED);
@@ -392,6 +425,7 @@ static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
 		return R_ORIGIN;
 	}
 	if (!aligned || !may_allocate(c) ||
+	    atomic_read(owrite_slot(c, rq->oblock)) ||
 	    !vmc_policy_should_promote(c, rq->oblock))
 		return R_ORIGIN;
 	*idx = vmc_policy_alloc(c, rq->oblock, need_commit);
@@ -463,6 +497,57 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 	}
 }
 
+static bool range_unmapped(struct vmcache *c, u64 first, u64 last)
+{
+	for (; first <= last; first++)
+		if (vmc_lookup(c, first) != VMC_NIL)
+			return false;
+	return true;
+}
+
+/*
+ * A bio spanning blocks: a sequential stream past the cutoff that touches
+ * nothing cached goes to the origin whole (no per-block splitting of a
+ * bypassed stream); anything else is cut at the block end and mapped block
+ * by block, the rest coming back here.  Counters count block-sized pieces
+ * either way.  Returns true when the bio was remapped whole.
+ */
+static bool map_across_blocks(struct vmcache *c, struct bio *bio,
+			      bool is_write)
+{
+	sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
+	sector_t bs = vmc_block_sectors(c), len = bio_sectors(bio);
+	sector_t to_end = bs - (s & (bs - 1));
+	u64 first = s >> c->block_shift;
+	u64 last = (s + len - 1) >> c->block_shift;
+	unsigned long flags;
+	bool whole;
+
+	if (len <= to_end)
+		return false;
+	spin_lock_irqsave(&c->lock, flags);
+	whole = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				      bio->bi_iter.bi_size, false) &&
+		range_unmapped(c, first, last);
+	if (whole) {
+		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+
+		if (is_write)
+			owrite_start(c, pb, first, last - first + 1);
+		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				      bio->bi_iter.bi_size, true);
+		vmc_stat_add(c, is_write ? VMC_S_WRITE_MISSES :
+					   VMC_S_READ_MISSES, last - first + 1);
+		vmc_stat_add(c, VMC_S_BYPASSED, last - first + 1);
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	if (whole)
+		remap(c, bio, false, 0, 0);
+	else
+		dm_accept_partial_bio(bio, to_end);
+	return whole;
+}
+
 int vmc_map(struct dm_target *ti, struct bio *bio)
 {
 	struct vmcache *c = ti->private;
@@ -498,6 +583,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		WRITE_ONCE(c->last_io, now);
 
 	is_write = op_is_write(bio_op(bio));
+	if (map_across_blocks(c, bio, is_write))
+		return DM_MAPIO_REMAPPED;
 	describe(c, bio, &rq);
 	/* a partial block at the end of the origin is never cached */
 	if (rq.oblock >= c->origin_sectors >> c->block_shift) {
@@ -511,7 +598,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		st = cut_uniform(c, bio, &c->blocks[idx], &rq);
 	/* after the cut: the rest comes back and continues the stream */
 	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				    bio->bi_iter.bi_size);
+				    bio->bi_iter.bi_size, true);
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,
 				    bio->bi_opf & REQ_FUA, &need_commit,
@@ -519,6 +606,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	else
 		route = route_read(c, &rq, &idx, st, seq, &need_commit);
 
+	if (route == R_ORIGIN && is_write)
+		owrite_start(c, pb, rq.oblock, 1);
 	if (route != R_ORIGIN) {
 		b = &c->blocks[idx];
 		b->holders++;
@@ -615,6 +704,8 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	struct vmc_block *b;
 	unsigned long flags;
 
+	if (pb->flags & VMC_PB_OWRITE)
+		owrite_end(c, pb);
 	if (!(pb->flags & VMC_PB_HOLD)) {
 		if (*error && bio_op(bio) != REQ_OP_DISCARD &&
 		    !(bio->bi_opf & REQ_PREFLUSH))

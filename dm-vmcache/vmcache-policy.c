@@ -329,7 +329,7 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 }
 
 bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
-			   unsigned int bytes)
+			   unsigned int bytes, bool update)
 {
 	u64 cutoff = (u64)c->tun[VMC_T_SEQ_CUTOFF] << 10;
 	struct vmc_stream *s, *oldest = &c->streams[0];
@@ -342,6 +342,8 @@ bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
 		s = &c->streams[i];
 		if (s->next == sector && s->bytes &&
 		    time_before(now, s->last + VMC_STREAM_TIMEOUT)) {
+			if (!update)
+				return s->bytes + bytes > cutoff;
 			s->bytes += bytes;
 			s->next = sector + (bytes >> SECTOR_SHIFT);
 			s->last = now;
@@ -350,6 +352,8 @@ bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
 		if (time_before(s->last, oldest->last))
 			oldest = s;
 	}
+	if (!update)
+		return false;
 	oldest->next = sector + (bytes >> SECTOR_SHIFT);
 	oldest->bytes = bytes;
 	oldest->last = now;

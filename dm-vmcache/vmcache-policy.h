@@ -34,9 +34,12 @@ void vmc_policy_set_clean(struct vmcache *c, u32 idx);
 /* enough misses on @oblock to promote it? */
 bool vmc_policy_should_promote(struct vmcache *c, u64 oblock);
 
-/* does this I/O continue a stream longer than the sequential cutoff? */
+/*
+ * Does this I/O continue a stream longer than the sequential cutoff?
+ * @update false only asks, without recording the I/O.
+ */
 bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
-			   unsigned int bytes);
+			   unsigned int bytes, bool update);
 
 /* set a block's valid mask, keeping counts and metadata in step */
 void vmc_policy_set_valid(struct vmcache *c, u32 idx, u8 valid);

@@ -653,11 +653,6 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->flush_supported = true;
 	ti->num_discard_bios = 1;
 	ti->discards_supported = true;
-	r = dm_set_target_max_io_len(ti, vmc_block_sectors(c));
-	if (r) {
-		ti->error = "Cannot set the maximum I/O size";
-		goto bad;
-	}
 	return 0;
 bad:
 	vmc_destroy(c);

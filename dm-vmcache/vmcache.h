@@ -120,6 +120,8 @@ struct vmc_stats {
 	u64 v[VMC_NR_STATS];
 };
 
+#define VMC_OWRITE_SLOTS 1024
+
 /* sequential stream detector */
 #define VMC_STREAMS 8
 struct vmc_stream {
@@ -168,6 +170,8 @@ struct vmcache {
 	u32 promote_ticks;
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
+	/* origin writes in flight, hashed by block: no fill may race them */
+	atomic_t owrites[VMC_OWRITE_SLOTS];
 	struct bio_list commit_wait;	/* bios held until the next commit */
 	bool degraded;
 	bool flush_active;		/* drain requested */
@@ -226,6 +230,8 @@ struct vmcache {
 
 /* per-bio state (ti->per_io_data_size) */
 struct vmc_bio {
+	u64 ob_first;		/* origin writes: blocks counted in owrites */
+	u32 ob_count;
 	u32 cblock;
 	u8 mask;		/* sub-blocks this bio touches */
 	u8 flags;		/* VMC_PB_* */
@@ -240,6 +246,7 @@ struct vmc_bio {
 #define VMC_PB_PROMOTE	BIT(4)	/* read miss: copy into the cache */
 #define VMC_PB_CLONE	BIT(5)	/* a cache clone was chained */
 #define VMC_PB_RETRY	BIT(6)	/* read hit: retry on the origin */
+#define VMC_PB_OWRITE	BIT(7)	/* origin write counted in owrites */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

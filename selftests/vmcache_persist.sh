@@ -631,6 +631,10 @@ overwrite_clean_stalled() {
 	ref R && msg mode passthrough &&
 	dd if="$tmp/R" of="$DEV" bs=64k seek=$((${DEV_MIB[H]} * 16 + 1)) oflag=direct status=none &&
 	expect write_hits="$Q_BLOCKS" blocks_dirty=0 || return 1
+	# hold writeback off: the overwrites wait for commits (stalled), and
+	# idle-time writeback would clean them before the checks
+	msg set writeback_high 100 && msg set writeback_low 100 &&
+	msg set max_dirty_age 0 &&
 	msg mode writeback && msg stats reset && put Q &&
 	expect write_hits="$Q_BLOCKS" write_misses=0 blocks_dirty="$Q_BLOCKS"
 }
