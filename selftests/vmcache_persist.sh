@@ -601,15 +601,16 @@ phase4_data() {
 
 # The cache disk under a two-segment table: the metadata region (up to
 # data_start) and the data region, both linear; "stall" delays writes to
-# the metadata region by 60 s, so that no commit completes before the
-# power cut while data writes go through.
+# the metadata region by 5 s.  Data writes that need no commit go through
+# at once; those that do (a clean block turned dirty, a clean copy
+# dropped) wait for it, so the power cut finds them committed.
 SB_DATA_START=96	# le64, sectors
 cstack_table() { # linear|stall
 	local ds csz head
 	ds=$(u64_at "$tmp/sb0" $SB_DATA_START)
 	csz=$(dev_sectors "$CACHE")
 	head="0 $ds linear $CACHE 0"
-	[ "$1" = stall ] && head="0 $ds delay $CACHE 0 0 $CACHE 0 60000"
+	[ "$1" = stall ] && head="0 $ds delay $CACHE 0 0 $CACHE 0 5000"
 	printf '%s\n%s\n' "$head" "$ds $((csz - ds)) linear $CACHE $ds"
 }
 
