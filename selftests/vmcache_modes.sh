@@ -44,22 +44,6 @@ cleanup_push "rm -rf $tmp"
 
 # ------------------------------------------------------------ helpers
 
-status_line() {
-	dmsetup status "$NAME" | cut -d' ' -f4-
-}
-
-st() {
-	local kv
-	for kv in $(status_line); do
-		[ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
-
-msg() {
-	dmsetup message "$NAME" 0 "$@"
-}
-
 create() { # <options...>
 	wipe_dev "$CACHE" 2
 	dm_create "$NAME" "0 $OSZ vmcache $CACHE $ORIGIN $*"

@@ -72,35 +72,6 @@ cleanup_push "rm -rf $tmp"
 
 # ------------------------------------------------------------ helpers
 
-status_line() {
-	dmsetup status "$NAME" | cut -d' ' -f4-
-}
-
-st() {
-	local kv
-	for kv in $(status_line); do
-		[ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
-
-expect() {
-	local kv got rc=0
-	for kv in "$@"; do
-		got=$(st "${kv%%=*}") || got='(missing)'
-		if [ "$got" != "${kv#*=}" ]; then
-			ktap_print_msg "${kv%%=*}=$got, expected ${kv#*=}"
-			rc=1
-		fi
-	done
-	[ "$rc" -eq 0 ] || ktap_print_msg "status: $(status_line)"
-	return "$rc"
-}
-
-msg() {
-	dmsetup message "$NAME" 0 "$@"
-}
-
 create() { # <options>
 	dm_create "$NAME" "0 $OSZ vmcache $CACHE $ORIGIN $*"
 }
