@@ -382,6 +382,7 @@ check_dmesg_clean() {
 # For tests that keep the vmcache device's name in $NAME.
 
 # status_line: the key=value tokens of its status
+# shellcheck disable=SC2153 # $NAME is set by the test that sources this
 status_line() {
 	dmsetup status "$NAME" | cut -d' ' -f4-
 }

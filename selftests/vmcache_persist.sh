@@ -142,6 +142,7 @@ hot_is_cached() {
 # the hot set past the first 2 * Q_BLOCKS (which phase 3 overwrites): hits
 HOT_TAIL=$((HOT_BLOCKS - 2 * Q_BLOCKS))
 read_hot_tail() {
+	# shellcheck disable=SC2004 # DEV_MIB is associative: keep the ${}
 	dd if="$DEV" bs=4k skip=$((${DEV_MIB[H]} * 256 + 2 * Q_BLOCKS)) count="$HOT_TAIL" \
 		iflag=direct status=none >"$tmp/hot" &&
 	ref H && dd if="$tmp/H" bs=4k skip=$((2 * Q_BLOCKS)) status=none >"$tmp/htail" &&
@@ -192,6 +193,7 @@ refused() {
 	# pages (read at the first resume), "vmcache: <dev>: cannot load
 	# metadata: <error>"
 	err=$(grep -E 'vmcache: ' <<<"$(dmesg_since_mark)" || true)
+	# shellcheck disable=SC2001,SC2016 # escape regex metacharacters
 	re=$(sed 's/[][\.*^$()+?{}|]/\\&/g' <<<"$expect")
 	if ! grep -qE -- "vmcache: (vmc_refused: cannot load metadata: )?$re" <<<"$err"; then
 		ktap_print_msg "expected '$expect', kernel log: ${err:-(nothing from vmcache)}"
@@ -233,6 +235,7 @@ u64_at() {
 # put_le32 <file> <offset> <value>
 put_le32() {
 	local v=$3
+	# shellcheck disable=SC2059 # the format is the binary data
 	printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v & 255)) $(((v >> 8) & 255)) \
 		$(((v >> 16) & 255)) $(((v >> 24) & 255)))" |
 		dd of="$1" bs=1 seek="$2" count=4 conv=notrunc status=none
@@ -241,6 +244,7 @@ put_le32() {
 flip_byte() { # <file> <offset>
 	local b
 	b=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
+	# shellcheck disable=SC2059 # the format is the binary data
 	printf "$(printf '\\x%02x' $(((b ^ 0xff) & 255)))" |
 		dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
 }
@@ -322,6 +326,7 @@ phase1_prepare() {
 		dd if="$tmp/$n" of="$STORE" bs=64k seek=$((${STORE_MIB[$n]} * 16)) \
 			oflag=direct conv=fsync status=none || return 1
 	done
+	# shellcheck disable=SC2004 # DEV_MIB is associative: keep the ${}
 	dd if="$tmp/H" of="$ORIGIN" bs=64k seek=$((${DEV_MIB[H]} * 16)) oflag=direct conv=fsync status=none
 }
 
@@ -562,6 +567,7 @@ phase4_data() {
 	region "$ORIGIN" "${DEV_MIB[P6]}" "${KIB[P6]}" >"$tmp/o6" &&
 	compare_bytes "$tmp/d6" "$tmp/o6" || return 1
 	ref P6
+	# shellcheck disable=SC2004 # KIB is associative: keep the ${}
 	for ((i = 0; i < ${KIB[P6]} / 4; i++)); do
 		dd if="$tmp/d6" bs=4k skip="$i" count=1 status=none >"$tmp/b"
 		cmp -s "$tmp/b" <(dd if="$tmp/P6" bs=4k skip="$i" count=1 status=none) ||
@@ -596,6 +602,7 @@ create_on_stack() {
 
 # commits stall; R over clean cached blocks in passthrough (to the origin,
 # the cached copy dropped), Q over others in writeback (cache only)
+# shellcheck disable=SC2004 # DEV_MIB is associative: keep the ${}
 overwrite_clean_stalled() {
 	msg commit && cstack_table stall | dmsetup reload vmc_cstack &&
 	dmsetup resume vmc_cstack && msg stats reset || return 1
@@ -731,7 +738,7 @@ case $PHASE in
 	dm_remove vmc_small && cleanup_pop
 	setup_brd 1 16 || true
 	ktap_test_result "must_exist 1 refuses a blank cache device and does not write it" phase2_must_exist_blank
-	if create "$(echo "$WB_OPTS" | sed 's/^10 /12 /') must_exist 1"; then
+	if create "${WB_OPTS/#10 /12 } must_exist 1"; then
 		ktap_test_pass "reassembled after the power cut with must_exist 1"
 	else
 		ktap_test_fail "reassembled after the power cut with must_exist 1"
