@@ -414,6 +414,30 @@ msg() {
 	dmsetup message "$NAME" 0 "$@"
 }
 
+# drain: write back every dirty block; wait (at most 60 s) for
+# blocks_dirty=0 and flush=idle
+drain() {
+	local i
+	msg flush || return 1
+	for ((i = 0; i < 600; i++)); do
+		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
+		sleep 0.1
+	done
+	ktap_print_msg "not drained after 60 s: $(status_line)"
+	return 1
+}
+
+# Read fills are written to the cache after the read completes: wait (at
+# most 10 s) until promotions reaches <n>, then let stragglers land.
+wait_promotions() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(st promotions)" -ge "$1" ] && break
+		sleep 0.1
+	done
+	sleep 0.3
+}
+
 # ------------------------------------------------------ crash support
 
 # ktap_crash_now: for a test phase that ends in a simulated power cut.

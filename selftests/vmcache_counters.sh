@@ -51,17 +51,6 @@ reset() {
 	msg stats reset
 }
 
-# Read fills are written to the cache after the read completes: wait (at
-# most 10 s) until promotions reaches <n>, then let stragglers land.
-wait_promotions() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ "$(st promotions)" -ge "$1" ] && break
-		sleep 0.1
-	done
-	sleep 0.3
-}
-
 # rd <4k block> [count], wr <4k block> [count]: O_DIRECT, one bio per block
 rd() {
 	dd if="$DEV" of=/dev/null bs=4k skip="$1" count="${2:-1}" iflag=direct status=none

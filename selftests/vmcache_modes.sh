@@ -54,18 +54,6 @@ remove() {
 		holders_empty "$CACHE" && holders_empty "$ORIGIN"
 }
 
-# flush: drain every dirty block, wait for blocks_dirty=0 and flush=idle
-drain() {
-	local i
-	msg flush || return 1
-	for ((i = 0; i < 600; i++)); do
-		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
-		sleep 0.1
-	done
-	ktap_print_msg "not drained after 60 s: $(status_line)"
-	return 1
-}
-
 # fio_job <device> <name> <rw> <bs> [extra fio options]: the working set
 # written and verified with crc32c
 fio_job() {

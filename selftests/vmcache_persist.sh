@@ -119,15 +119,6 @@ zeros() { # <device> <MiB offset> <KiB>
 	compare_bytes "$tmp/got" /dev/zero $(($3 * 1024))
 }
 
-wait_promotions() { # <at least>
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ "$(st promotions)" -ge "$1" ] && break
-		sleep 0.1
-	done
-	sleep 0.3
-}
-
 # the hot set read once through the device, in 4 KiB reads
 read_hot() {
 	region "$DEV" "${DEV_MIB[H]}" "${KIB[H]}" >"$tmp/hot" &&
@@ -160,17 +151,6 @@ note_write() { # <text>
 
 note_read() {
 	dd if="$STORE" bs=4096 skip=$((NOTE_MIB * 256)) count=1 iflag=direct status=none | tr -d '\0'
-}
-
-drain() {
-	local i
-	msg flush || return 1
-	for ((i = 0; i < 600; i++)); do
-		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
-		sleep 0.1
-	done
-	ktap_print_msg "not drained after 60 s: $(status_line)"
-	return 1
 }
 
 # refused <expected error> <table>: the load fails with that ti->error,
