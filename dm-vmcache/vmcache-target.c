@@ -637,14 +637,17 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	r = -ENOMEM;
 	ti->error = "Cannot allocate cache resources";
-	c->stats = alloc_percpu(struct vmc_stats);
 	c->wq = alloc_workqueue("vmcache-%s", WQ_MEM_RECLAIM, 0, c->name);
-	if (!c->stats || !c->wq)
+	if (!c->wq)
 		goto bad;
-	r = bioset_init(&c->bs, BIO_POOL_SIZE, vmc_own_bio_front_pad(),
-			BIOSET_NEED_BVECS);
+	/* first: it initialises the works that teardown cancels */
+	r = vmc_wb_create(c);
 	if (!r)
-		r = vmc_wb_create(c);
+		r = bioset_init(&c->bs, BIO_POOL_SIZE,
+				vmc_own_bio_front_pad(), BIOSET_NEED_BVECS);
+	c->stats = alloc_percpu(struct vmc_stats);
+	if (!r && !c->stats)
+		r = -ENOMEM;
 	if (r)
 		goto bad;
 
