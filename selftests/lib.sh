@@ -387,13 +387,18 @@ status_line() {
 	dmsetup status "$NAME" | cut -d' ' -f4-
 }
 
-# st <key>: one value of the status line
-st() {
+# status_value <dm name> <key>: one value of a vmcache device's status
+status_value() {
 	local kv
-	for kv in $(status_line); do
-		[ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }
+	for kv in $(dmsetup status "$1" | cut -d' ' -f4-); do
+		[ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return 0; }
 	done
 	return 1
+}
+
+# st <key>: one value of the status line
+st() {
+	status_value "$NAME" "$1"
 }
 
 # expect <key>=<value>...: each status key has exactly that value

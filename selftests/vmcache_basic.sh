@@ -56,15 +56,6 @@ status_fields() {
 	dmsetup status "$1" | cut -d' ' -f4-
 }
 
-# status_value <dev> <key>
-status_value() {
-	local kv
-	for kv in $(status_fields "$1"); do
-		[ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
-
 check_status_line() {
 	local dev=$1 line kv i=0 keys=()
 	line=$(status_fields "$dev")

@@ -51,14 +51,6 @@ cleanup_push "rm -rf $tmp"
 
 # ------------------------------------------------------------ helpers
 
-status_value() { # <dm name> <key>
-	local kv
-	for kv in $(dmsetup status "$1" | cut -d' ' -f4-); do
-		[ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
-
 st() { status_value "$DEV" "$1"; }
 
 now_ms() { date +%s%3N; }

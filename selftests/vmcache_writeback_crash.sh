@@ -41,13 +41,6 @@ OPTS="14 mode writeback sequential_cutoff 0 writeback_low 100 writeback_high 100
 tmp=$(mktemp -d)
 cleanup_push "rm -rf $tmp"
 
-status_value() { # <dm name> <key>
-	local kv
-	for kv in $(dmsetup status "$1" | cut -d' ' -f4-); do
-		[ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return 0; }
-	done
-	return 1
-}
 st() { status_value "$DEV" "$1"; }
 log_status() { ktap_print_msg "status: $(dmsetup status "$DEV" | cut -d' ' -f4-)"; }
 msg() { dmsetup message "$DEV" 0 "$@"; }
