@@ -8,6 +8,10 @@
 #   make compat-check    build against every installed kernel tree (6.1, 6.12)
 #   make deps            install the Debian packages the project needs
 #   make test            run every test (host unit tests + guest selftests)
+#   make module-6.12     build/k6.12/dm-vmcache/dm-vmcache.ko (6.12 headers)
+#   make test-6.12       the guest selftests booting Debian's 6.12 kernel
+#   make test-debug      the guest selftests on a debug 6.1 kernel (KASAN,
+#                        lockdep, ...), built once by scripts/debug-kernel.sh
 #   make demo            throwaway guest: cache over emulated disks, workload
 #   make bench           side-by-side benchmark against the peers
 
@@ -15,11 +19,13 @@ PWD_DIR := $(CURDIR)
 KDIR_CANDIDATES := $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)) \
 		   $(wildcard /lib/modules/$(shell uname -r)/build)
 KDIR ?= $(firstword $(foreach d,$(KDIR_CANDIDATES),$(if $(wildcard $(d)/Makefile),$(d))))
+KDIR_612 ?= $(lastword $(foreach d,$(sort $(wildcard /usr/src/linux-headers-6.12.*-amd64)),$(if $(wildcard $(d)/Makefile),$(d))))
 KDIRS_ALL := $(foreach d,$(sort $(wildcard /usr/src/linux-headers-6.*-amd64)),$(if $(wildcard $(d)/Makefile),$(d)))
 CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
 .PHONY: all module userspace lint checkpatch sparse compat-check deps install \
-	test unit-test guest-test demo bench clean check-kdir
+	test unit-test guest-test demo bench clean check-kdir module-6.12 \
+	test-6.12 test-debug module-private
 
 all: module
 
@@ -45,17 +51,32 @@ sparse: check-kdir
 		echo "sparse: findings above" >&2; exit 1; fi
 	@echo "sparse: clean"
 
-# each kernel builds a private copy, so the main build is left alone
+# private-build <kernel tree> <output dir>: a private copy of the sources
+# built there, so the main build (dm-vmcache/dm-vmcache.ko) is left alone.
+define private-build
+	rm -rf $(2); mkdir -p $(2)/dm-vmcache; \
+	cp Kbuild $(2)/; \
+	cp dm-vmcache/Kbuild dm-vmcache/*.c dm-vmcache/*.h $(2)/dm-vmcache/; \
+	$(MAKE) -C $(1) M=$(2) W=1 KCFLAGS=-Werror modules
+endef
+
 compat-check:
 	@set -e; [ -n "$(KDIRS_ALL)" ] || { echo "error: no kernel headers installed" >&2; exit 1; }; \
 	for d in $(KDIRS_ALL); do \
 		out=$(PWD_DIR)/build/compat/$$(basename $$d); \
 		echo "== building against $$d"; \
-		rm -rf $$out; mkdir -p $$out/dm-vmcache; \
-		cp Kbuild $$out/; \
-		cp dm-vmcache/Kbuild dm-vmcache/*.c dm-vmcache/*.h $$out/dm-vmcache/; \
-		$(MAKE) -C $$d M=$$out W=1 KCFLAGS=-Werror modules; \
+		$(call private-build,$$d,$$out); \
 	done
+
+# A private build against any tree: make module-private KDIR=... OUT=...
+module-private:
+	@set -e; [ -f "$(KDIR)/Makefile" ] && [ -n "$(OUT)" ] || { echo "error: give KDIR=<kernel tree> OUT=<dir>" >&2; exit 1; }; \
+	$(call private-build,$(KDIR),$(abspath $(OUT)))
+
+# The module for Debian's 6.12 kernel, for the guest tests on 6.12.
+module-6.12:
+	@set -e; [ -n "$(KDIR_612)" ] || { echo "error: no 6.12 headers installed (make deps)" >&2; exit 1; }; \
+	$(call private-build,$(KDIR_612),$(PWD_DIR)/build/k6.12)
 
 deps:
 	scripts/install-deps.sh
@@ -69,6 +90,15 @@ unit-test: userspace
 
 guest-test: module userspace
 	selftests/run-in-guest.sh
+
+# Own VMCACHE_BUILD_DIR: may run beside a 6.1 guest run.
+test-6.12: module-6.12 userspace
+	VMCACHE_KO=$(PWD_DIR)/build/k6.12/dm-vmcache/dm-vmcache.ko \
+	VMCACHE_BUILD_DIR=$(PWD_DIR)/build/guest-6.12 selftests/run-in-guest.sh
+
+# Not part of `make test`: the first kernel build takes long.
+test-debug: userspace
+	scripts/debug-kernel.sh
 
 test:
 	scripts/run-all-tests.sh

@@ -44,11 +44,12 @@ installed_612_headers() {
 		awk '$1 == "installed" { print $2 }'
 }
 
-# linux-image-<ver> for every installed 6.1 header tree, so that the guest
-# harness finds /boot/vmlinuz-<ver> whatever tree the module is built with.
+# linux-image-<ver> for every installed 6.1 and 6.12 header tree, so that
+# the guest harness finds /boot/vmlinuz-<ver> whatever tree the module is
+# built with (the tests run on both).
 missing_images() {
 	local d ver
-	for d in /usr/src/linux-headers-6.1.*-amd64; do
+	for d in /usr/src/linux-headers-6.1.*-amd64 /usr/src/linux-headers-6.12.*-amd64; do
 		[ -f "$d/Makefile" ] || continue
 		ver=${d#/usr/src/linux-headers-}
 		is_installed "linux-image-$ver" ||
@@ -81,12 +82,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
 
-mapfile -t images < <(missing_images)
-if [ "${#images[@]}" -gt 0 ]; then
-	apt_update_once
-	apt_install "${images[@]}"
-fi
-
 # Newest 6.12 headers for `make compat-check`.  Anything already installed
 # is good enough: a repeated run must not hit the network.
 if [ -z "$(installed_612_headers)" ]; then
@@ -100,6 +95,13 @@ if [ -z "$(installed_612_headers)" ]; then
 			"(bookworm-backports or a 6.12 point release); compat-check will" \
 			"only build against 6.1"
 	fi
+fi
+
+# After the 6.12 headers: their image is needed too.
+mapfile -t images < <(missing_images)
+if [ "${#images[@]}" -gt 0 ]; then
+	apt_update_once
+	apt_install "${images[@]}"
 fi
 
 # checkpatch.pl with its data files, from the Debian kernel source tarball.
