@@ -35,6 +35,9 @@
 #   VMCACHE_MEM, VMCACHE_SMP	guest memory in MiB (2048) and CPUs (2)
 #   VMCACHE_KVER		kernel version to boot (default: the module's)
 #   VMCACHE_KO			module to load (dm-vmcache/dm-vmcache.ko)
+#   VMCACHE_KERNEL_IMAGE	kernel to boot (/boot/vmlinuz-<version>), e.g.
+#				the debug kernel of scripts/debug-kernel.sh
+#   VMCACHE_MODULES_DIR	its modules (/lib/modules/<version>)
 #   VMCACHE_DISKS		extra disks, "FILE[:SIZE] ...", as --disk
 #   VMCACHE_BOOT_TIMEOUT	seconds allowed per boot on top of the tests (180)
 #   VMCACHE_KEEP_DISKS=1	keep the per-test disk images after a pass
@@ -169,12 +172,20 @@ else
 		v=${d#/usr/src/linux-headers-}
 		if [ -f "/boot/vmlinuz-$v" ]; then KVER=$v; break; fi
 	done
+	# A modules directory given is named after its kernel.
+	[ -n "${VMCACHE_MODULES_DIR:-}" ] && KVER=$(basename "$VMCACHE_MODULES_DIR")
 	[ -n "$KVER" ] || KVER=$(uname -r)
 fi
-KERNEL=/boot/vmlinuz-$KVER
-MODDIR=/lib/modules/$KVER
-[ -r "$KERNEL" ] || die "$KERNEL not found: the module was built for $KVER; install linux-image-$KVER (scripts/install-deps.sh does)"
-[ -f "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep not found (linux-image-$KVER)"
+# A kernel not installed in /boot (a debug build) comes with its own
+# modules directory; the guest gets its modules as /lib/modules/$KVER.
+KERNEL=${VMCACHE_KERNEL_IMAGE:-/boot/vmlinuz-$KVER}
+MODDIR=${VMCACHE_MODULES_DIR:-/lib/modules/$KVER}
+if [ -n "${VMCACHE_KERNEL_IMAGE:-}" ]; then
+	[ -r "$KERNEL" ] || die "VMCACHE_KERNEL_IMAGE=$KERNEL not found"
+else
+	[ -r "$KERNEL" ] || die "$KERNEL not found: the module was built for $KVER; install linux-image-$KVER (scripts/install-deps.sh does)"
+fi
+[ -f "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep not found (linux-image-$KVER, or VMCACHE_MODULES_DIR)"
 
 # ----------------------------------------------------------- initramfs
 
