@@ -13,10 +13,10 @@
 # the order first touched, checked once in case 1):
 #   A   blocks 0..15     written and fsynced before the fault (cblocks 0..15)
 #   A2  blocks 16..31    promoted clean by a read (cblocks 16..31)
-#   L   blocks 256..1279 written at setup (cblocks 32..1055), the light load
+#   L   blocks 256..511  written at setup (cblocks 32..287), the light load
 #                        (fio randrw 50 IOPS, errors tolerated) runs there
 #   B   blocks 64..79    not cached before the fault; a write miss lands in
-#                        cblocks 1056..1071
+#                        cblocks 288..303
 # Cache data faults cover only the cblocks of A, A2 and B, so the load
 # never touches a failing block.  Faults:
 #   OR  origin read (and write) error: origin table -> "error"
@@ -33,7 +33,7 @@
 # EIO = fails; same at rest and under load).  After each cell the fault is
 # healed, the cache drained, and: A reads back exactly; a region whose
 # write failed holds, per 4 KiB block, either the old or the new data; the
-# first 6 MiB of the device equal the origin's; data_loss=0; the removed
+# first 2 MiB of the device equal the origin's; data_loss=0; the removed
 # cache device passes "vmcachectl check" (0 errors).
 #
 #  fault  mode  read A   read A2  read B   write A2'  write B'  other
@@ -208,9 +208,9 @@ exact() {
 	same "$tmp/ex" "$4" || { ktap_print_msg "$5: differs"; return 1; }
 }
 
-# dev_eq_origin: the first 6 MiB of the device and of the origin agree
+# dev_eq_origin: the first 2 MiB of the device and of the origin agree
 dev_eq_origin() {
-	rd_dev "$DEV" 0 1536 "$tmp/d6" && rd_dev "$ODEV" 0 1536 "$tmp/o6" &&
+	rd_dev "$DEV" 0 512 "$tmp/d6" && rd_dev "$ODEV" 0 512 "$tmp/o6" &&
 		compare_bytes "$tmp/d6" "$tmp/o6"
 }
 
@@ -246,13 +246,13 @@ run_case() {
 
 # data files: origin content, new data for A, A2', B', C, L
 make_data() {
-	make_pattern "$tmp/orig" 6
+	make_pattern "$tmp/orig" 2
 	head -c 65536 /dev/urandom >"$tmp/A"
 	head -c 65536 /dev/urandom >"$tmp/A2n"
 	head -c 65536 /dev/urandom >"$tmp/Bn"
 	head -c 65536 /dev/urandom >"$tmp/Cn"
 	head -c 65536 /dev/urandom >"$tmp/An"
-	head -c $((1024 * BS)) /dev/urandom >"$tmp/L"
+	head -c $((256 * BS)) /dev/urandom >"$tmp/L"
 	# the old data of A2, B and C on the origin
 	dd if="$tmp/orig" of="$tmp/A2o" bs="$BS" skip=16 count=16 status=none
 	dd if="$tmp/orig" of="$tmp/Bo" bs="$BS" skip=64 count=16 status=none
@@ -272,9 +272,19 @@ reset_origin() {
 
 # ------------------------------------------------------- cell set-up
 
+# tick <label>: phase timings of the current cell (diagnostics)
+TICKS=
+TICK0=0
+tick() {
+	local t
+	t=$(now_ms)
+	TICKS+=" $1=$((t - TICK0))"
+	TICK0=$t
+}
+
 LOAD_PID=
 start_load() {
-	fio --name=load --filename="$DEV" --rw=randrw --bs=4k --offset=1M --size=4M \
+	fio --name=load --filename="$DEV" --rw=randrw --bs=4k --offset=1M --size=1M \
 		--ioengine=psync --direct=1 --rate_iops="$LOAD_IOPS" --time_based --runtime=300 \
 		--continue_on_error=all --output=/dev/null >/dev/null 2>&1 &
 	LOAD_PID=$!
@@ -284,7 +294,7 @@ start_load() {
 
 stop_load() {
 	[ -n "$LOAD_PID" ] || return 0
-	kill -INT "$LOAD_PID" 2>/dev/null || true
+	kill -TERM "$LOAD_PID" 2>/dev/null || true
 	wait "$LOAD_PID" 2>/dev/null || true
 	cleanup_pop
 	LOAD_PID=
@@ -298,10 +308,13 @@ setup_mode() {
 	reset_origin
 	[ "$m" = wb ] && mode=writeback
 	vmc_create mode "$mode" sequential_cutoff 0 "${HOLD[@]}" writeback_retries 2 || return 1
+	tick create
 	wr_sync 0 16 "$tmp/A" || return 1
 	rd 16 16 "$tmp/rd" || return 1
 	wait_promotions 16
-	wr_sync 256 1024 "$tmp/L" || return 1
+	tick promote
+	wr_sync 256 256 "$tmp/L" || return 1
+	tick L
 	[ "$m" = pt ] && { msg mode passthrough || return 1; }
 	return 0
 }
@@ -328,8 +341,8 @@ inject() {
 	case $1 in
 	OR) table_load vmcf_o "0 $OSZ error" ;;
 	OW) table_load vmcf_o "$(seg_table "$RAMO" "$OSZ" "ewrite:0:$OSZ")" ;;
-	CR) cache_fault "$(cblocks error 0 32)" "$(cblocks error 1056 16)" ;;
-	CW) cache_fault "$(cblocks ewrite 0 32)" "$(cblocks ewrite 1056 16)" ;;
+	CR) cache_fault "$(cblocks error 0 32)" "$(cblocks error 288 16)" ;;
+	CW) cache_fault "$(cblocks ewrite 0 32)" "$(cblocks ewrite 288 16)" ;;
 	MW) cache_fault "ewrite:0:$DS" ;;
 	esac
 }
@@ -431,34 +444,60 @@ cell_after() {
 		ktap_print_msg "not drained 60 s after the heal"
 		rc=1
 	fi
+	tick drain
 	exact "$DEV" 0 16 "$a" "A after heal" || rc=1
 	region_ok "$DEV" 16 "$tmp/A2o" "$tmp/A2x" "$A2_NEW" || rc=1
 	region_ok "$DEV" 64 "$tmp/Bo" "$tmp/Bx" "$B_NEW" || rc=1
 	dev_eq_origin || rc=1
 	[ "$(st data_loss)" = 0 ] || { ktap_print_msg "data_loss=$(st data_loss)"; rc=1; }
+	tick compare
 	[ "$rc" -eq 0 ] || log_status
 	vmc_remove || rc=1
+	tick remove
 	# the origin alone holds what the device returned
 	exact "$ODEV" 0 16 "$a" "origin A" || rc=1
 	check_cache_dev || rc=1
+	tick check
 	return "$rc"
 }
 
 # cell <fault> <mode> <rest|load>
 cell() {
-	local f=$1 m=$2 l=$3 rc=0
+	local f=$1 m=$2 l=$3 rc=0 t0
+	t0=$(now_ms)
+	TICKS=
+	TICK0=$t0
 	if ! setup_mode "$m"; then
 		ktap_print_msg "set-up failed"
 		dm_exists "$NAME" && vmc_remove
 		return 1
 	fi
+	T_SETUP=$(($(now_ms) - t0))
+	tick setup
 	[ "$l" = load ] && start_load
+	tick load
 	inject "$f" || { ktap_print_msg "cannot inject $f"; rc=1; }
+	tick inject
 	[ "$rc" -eq 0 ] && { cell_actions "$f" "$m" || rc=1; }
+	tick actions
 	stop_load
+	tick stopload
 	heal || { ktap_print_msg "cannot heal"; rc=1; }
+	tick heal
 	cell_after || rc=1
+	ktap_print_msg "$f $m $l ms:$TICKS"
 	return "$rc"
+}
+
+# where_is <file>: the cblocks (of the first 512) holding the file's
+# first 4 KiB (diagnostic)
+where_is() {
+	local k found=
+	rd_dev "$RAMC" $((DS / 8)) 512 "$tmp/area"
+	for ((k = 0; k < 512; k++)); do
+		cmp -s -i "$((k * BS)):0" -n "$BS" "$tmp/area" "$1" && found+=" $k"
+	done
+	ktap_print_msg "its first block is in cblock(s):${found:- none of 0..511}"
 }
 
 # ---------------------------------------------------------------- main
@@ -501,13 +540,13 @@ cblock_order() {
 	setup_mode wt || return 1
 	exact "$RAMC" $((DS / 8)) 16 "$tmp/A" "cblocks 0..15 = A" || rc=1
 	exact "$RAMC" $((DS / 8 + 16)) 16 "$tmp/A2o" "cblocks 16..31 = A2" || rc=1
-	exact "$RAMC" $((DS / 8 + 32)) 1024 "$tmp/L" "cblocks 32..1055 = L" || rc=1
+	exact "$RAMC" $((DS / 8 + 32)) 256 "$tmp/L" "cblocks 32..287 = L" || rc=1
 	wr 64 3 "$tmp/Bn" || rc=1
-	exact "$RAMC" $((DS / 8 + 1056)) 16 "$tmp/Bn" "cblocks 1056..1071 = B" || rc=1
+	exact "$RAMC" $((DS / 8 + 288)) 16 "$tmp/Bn" "cblocks 288..303 = B" || { where_is "$tmp/Bn"; rc=1; }
 	vmc_remove || rc=1
 	return "$rc"
 }
-run_case "fresh cache allocates cblocks in first-touch order (A 0..15, A2 16..31, L 32..1055, B 1056..1071)" cblock_order
+run_case "fresh cache allocates cblocks in first-touch order (A 0..15, A2 16..31, L 32..287, B 288..303)" cblock_order
 
 for f in "${FAULTS[@]}"; do
 	for m in "${MODES[@]}"; do
@@ -515,7 +554,7 @@ for f in "${FAULTS[@]}"; do
 			t0=$(now_ms)
 			if cell "$f" "$m" "$l"; then
 				CELL_PASS=$((CELL_PASS + 1))
-				ktap_test_pass "matrix $f $m $l ($(($(now_ms) - t0)) ms)"
+				ktap_test_pass "matrix $f $m $l ($(($(now_ms) - t0)) ms, set-up $T_SETUP)"
 			else
 				CELL_FAIL=$((CELL_FAIL + 1))
 				CELL_FAILED+=("$f/$m/$l")
