@@ -272,6 +272,8 @@ build_initramfs() {
 	fi
 	depmod -b "$RFS" "$KVER"
 
+	# helper programs of the tests (TEST_GEN_FILES), run in the guest
+	make -s -C "$ST" all >&2 || die "cannot build the selftests' helpers (make -C selftests)"
 	cp -a "$ST" "$RFS/selftests"
 	if [ "$mode" = script ]; then
 		mkdir -p "$RFS/opt/script"
