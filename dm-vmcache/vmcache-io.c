@@ -93,21 +93,29 @@ static void owrite_start(struct vmcache *c, struct vmc_bio *pb, u64 first,
 
 static void owrite_end(struct vmcache *c, struct vmc_bio *pb)
 {
-	u32 i;
+	u64 i;
 
 	for (i = 0; i < pb->ob_count; i++)
 		atomic_dec(owrite_slot(c, pb->ob_first + i));
 	pb->flags &= ~VMC_PB_OWRITE;
 }
 
+/* any context: the degrade decision is made under the lock */
 void vmc_note_cache_error(struct vmcache *c)
 {
+	unsigned long flags;
+	bool degrade;
+
 	vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
-	if (++c->cache_err_burst >= VMC_DEGRADE_AFTER && !c->degraded) {
+	spin_lock_irqsave(&c->lock, flags);
+	degrade = ++c->cache_err_burst >= VMC_DEGRADE_AFTER && !c->degraded;
+	if (degrade)
 		c->degraded = true;
+	spin_unlock_irqrestore(&c->lock, flags);
+	if (degrade) {
 		DMERR("%s: cache device keeps failing: degraded, new writes go around the cache",
 		      c->name);
-		dm_table_event(c->ti->table);
+		vmc_raise_event(c);
 		vmc_wb_kick(c);
 	}
 }
@@ -145,6 +153,8 @@ static void submit_cache_clone(struct vmcache *c, struct bio *bio, u32 cb,
 	struct bio *clone;
 
 	clone = bio_alloc_clone(c->cache_dev->bdev, bio, GFP_NOIO, &c->bs);
+	/* dm polls only the bios it maps, never this one */
+	clone->bi_opf &= ~REQ_POLLED;
 	clone->bi_iter.bi_sector = vmc_cblock_sector(c, cb) + offset;
 	clone->bi_end_io = clone_endio;
 	own_of(clone)->parent = bio;
@@ -173,37 +183,66 @@ void vmc_defer_flush(struct vmcache *c, struct bio *bio)
  * Flushes arriving during a commit wait for the next one: the snapshot of
  * the running commit may predate their writes.
  */
+/* writes that waited for a commit: send them on, or fail them */
+static void release_held(struct vmcache *c, struct bio_list *held, int r)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(held))) {
+		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+
+		if (r) {
+			bio->bi_status = BLK_STS_IOERR;
+			bio_endio(bio);
+			continue;
+		}
+		bio->bi_opf &= ~REQ_POLLED;
+		if (pb->flags & VMC_PB_LATE_CLONE) {
+			sector_t s = bio->bi_iter.bi_sector;
+
+			pb->flags &= ~VMC_PB_LATE_CLONE;
+			submit_cache_clone(c, bio, pb->cblock,
+					   s & (vmc_block_sectors(c) - 1));
+		}
+		dm_submit_bio_remap(bio, NULL);
+	}
+}
+
+int vmc_commit(struct vmcache *c, bool clean)
+{
+	struct bio_list held;
+	int r;
+
+	bio_list_init(&held);
+	r = vmc_md_commit(c, clean, &held);
+	release_held(c, &held, r);
+	return r;
+}
+
 void vmc_commit_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, commit_work);
-	struct bio_list bios;
-	bool flushing;
+	struct bio_list bios, held;
 	struct bio *bio;
 	int r;
 
-	do {
+	bio_list_init(&held);
+	for (;;) {
 		spin_lock_irq(&c->defer_lock);
 		bios = c->flush_bios;
 		bio_list_init(&c->flush_bios);
 		spin_unlock_irq(&c->defer_lock);
-		flushing = !bio_list_empty(&bios);
-
-		r = 0;
-		if (flushing && blkdev_issue_flush(c->origin_dev->bdev)) {
-			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
-			r = -EIO;
-		}
-		if (vmc_md_changed(c))
-			r = vmc_md_commit(c, false) ?: r;
-		else if (flushing && c->md_state == VMC_MD_FAIL)
-			r = -EIO;
-		else if (flushing && blkdev_issue_flush(c->cache_dev->bdev))
-			r = -EIO;
+		if (bio_list_empty(&bios))
+			break;
+		r = vmc_md_flush(c, &held);
+		release_held(c, &held, r);
 		while ((bio = bio_list_pop(&bios))) {
 			bio->bi_status = errno_to_blk_status(r);
 			bio_endio(bio);
 		}
-	} while (flushing);
+	}
+	if (vmc_md_changed(c))
+		vmc_commit(c, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -242,15 +281,31 @@ static void fill_endio(struct bio *fill)
 void vmc_fill_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, fill_work);
-	struct bio_list bios;
+	struct bio_list fills, remaps;
 	struct bio *bio;
 
 	spin_lock_irq(&c->defer_lock);
-	bios = c->fill_bios;
+	fills = c->fill_bios;
+	remaps = c->remap_bios;
 	bio_list_init(&c->fill_bios);
+	bio_list_init(&c->remap_bios);
 	spin_unlock_irq(&c->defer_lock);
-	while ((bio = bio_list_pop(&bios)))
+	while ((bio = bio_list_pop(&fills)))
 		submit_bio_noacct(bio);
+	while ((bio = bio_list_pop(&remaps)))
+		dm_submit_bio_remap(bio, NULL);
+}
+
+/* submit a bio of dm's that we remapped, later, from process context */
+static void defer_remapped(struct vmcache *c, struct bio *bio)
+{
+	unsigned long flags;
+
+	bio->bi_opf &= ~REQ_POLLED;
+	spin_lock_irqsave(&c->defer_lock, flags);
+	bio_list_add(&c->remap_bios, bio);
+	spin_unlock_irqrestore(&c->defer_lock, flags);
+	queue_work(c->wq, &c->fill_work);
 }
 
 /* end_io context: no sleeping, so allocate without waiting */
@@ -313,7 +368,79 @@ static void discard_block(struct vmcache *c, u32 idx, bool *need_commit)
 	*need_commit = true;
 }
 
-static void map_discard(struct vmcache *c, struct bio *bio)
+/* blocks looked at per lock hold while dropping a discarded range */
+#define VMC_SCAN_CHUNK	1024u
+
+static void discard_range(struct vmcache *c, u64 first, u64 last,
+			  bool *need_commit)
+{
+	unsigned long flags;
+	u64 ob;
+	u32 i;
+
+	spin_lock_irqsave(&c->lock, flags);
+	for (ob = first; ob < last; ob++) {
+		i = vmc_lookup(c, ob);
+		if (i != VMC_NIL)
+			discard_block(c, i, need_commit);
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+}
+
+/*
+ * A discard wider than one chunk is handled here, in process context: the
+ * lock is dropped between chunks, so a discard of a whole 1 TiB cache never
+ * holds it (IRQs off) for long.
+ */
+void vmc_discard_work(struct work_struct *ws)
+{
+	struct vmcache *c = container_of(ws, struct vmcache, discard_work);
+	bool need_commit = false;
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&c->defer_lock);
+	bios = c->discard_bios;
+	bio_list_init(&c->discard_bios);
+	spin_unlock_irq(&c->defer_lock);
+	while ((bio = bio_list_pop(&bios))) {
+		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+		u64 first = pb->ob_first, last = first + pb->ob_count, ob;
+		u32 i, n;
+
+		if (last - first <= c->nr_blocks) {
+			for (ob = first; ob < last; ob += n) {
+				n = min_t(u64, last - ob, VMC_SCAN_CHUNK);
+				discard_range(c, ob, ob + n, &need_commit);
+				cond_resched();
+			}
+		} else {
+			for (i = 0; i < c->nr_blocks; i += n) {
+				u32 j;
+
+				n = min(c->nr_blocks - i, VMC_SCAN_CHUNK);
+				spin_lock_irq(&c->lock);
+				for (j = i; j < i + n; j++) {
+					struct vmc_block *b = &c->blocks[j];
+
+					if ((b->flags & VMC_B_MAPPED) &&
+					    b->oblock >= first &&
+					    b->oblock < last)
+						discard_block(c, j, &need_commit);
+				}
+				spin_unlock_irq(&c->lock);
+				cond_resched();
+			}
+		}
+		pb->ob_count = 0;
+		dm_submit_bio_remap(bio, NULL);
+	}
+	if (need_commit)
+		queue_work(c->wq, &c->commit_work);
+}
+
+/* returns true when the bio was taken to be scanned in process context */
+static bool map_discard(struct vmcache *c, struct bio *bio)
 {
 	sector_t start = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
 	sector_t end = start + bio_sectors(bio);
@@ -321,28 +448,26 @@ static void map_discard(struct vmcache *c, struct bio *bio)
 	u64 last = end >> c->block_shift;	/* exclusive */
 	bool need_commit = false;
 	unsigned long flags;
-	u64 ob;
-	u32 i;
 
-	spin_lock_irqsave(&c->lock, flags);
-	if (last > first && last - first <= c->nr_mapped) {
-		for (ob = first; ob < last; ob++) {
-			i = vmc_lookup(c, ob);
-			if (i != VMC_NIL)
-				discard_block(c, i, &need_commit);
-		}
-	} else if (last > first) {
-		for (i = 0; i < c->nr_blocks; i++) {
-			struct vmc_block *b = &c->blocks[i];
+	remap(c, bio, false, 0, 0);
+	if (last <= first)
+		return false;
+	if (last - first > VMC_SCAN_CHUNK) {
+		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 
-			if ((b->flags & VMC_B_MAPPED) && b->oblock >= first &&
-			    b->oblock < last)
-				discard_block(c, i, &need_commit);
-		}
+		pb->ob_first = first;
+		pb->ob_count = last - first;
+		bio->bi_opf &= ~REQ_POLLED;
+		spin_lock_irqsave(&c->defer_lock, flags);
+		bio_list_add(&c->discard_bios, bio);
+		spin_unlock_irqrestore(&c->defer_lock, flags);
+		queue_work(c->wq, &c->discard_work);
+		return true;
 	}
-	spin_unlock_irqrestore(&c->lock, flags);
+	discard_range(c, first, last, &need_commit);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -436,16 +561,21 @@ static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
 	return R_READ_FILL;
 }
 
-/* decide the route of a write; called with c->lock held */
+/*
+ * Decide the route of a write; called with c->lock held.  *drop tells that
+ * the cached copy of what the write touches was dropped: the drop must be
+ * durable before the origin write goes out (a crash must not bring the old
+ * copy back in front of the origin's new data).
+ */
 static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 				  u32 *idx, enum vmc_state st, bool seq,
-				  bool fua, bool *need_commit,
-				  bool *wait_commit)
+				  bool fua, bool *need_commit, bool *drop)
 {
 	unsigned int mode = c->tun[VMC_T_MODE];
 	bool aligned = rq->touched == rq->full;
+	bool md_ok = c->md_state == VMC_MD_OK;
 	/* during a drain, writes go through so that the drain converges */
-	bool wb = mode == VMC_MODE_WRITEBACK && !fua && may_allocate(c) &&
+	bool wb = mode == VMC_MODE_WRITEBACK && may_allocate(c) &&
 		  !c->flush_active;
 	struct vmc_block *b;
 
@@ -470,19 +600,24 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 
 	switch (st) {
 	case ST_DIRTY:
-		return wb ? R_CACHE_WRITE : R_BOTH_WRITE;
+		/*
+		 * The cache copy is the newest and only it is written: an
+		 * origin write could be overtaken by a writeback copy of the
+		 * older version in flight.  FUA holds: the disk says dirty.
+		 */
+		return R_CACHE_WRITE;
 	case ST_CLEAN:
 		if (wb)
 			return R_CACHE_WRITE;
+		/* failed metadata cannot record a drop: keep the copy in step */
+		if (!md_ok && !b->writers && mode != VMC_MODE_PASSTHROUGH)
+			return R_BOTH_WRITE;
 		if (mode == VMC_MODE_PASSTHROUGH || b->writers ||
 		    !may_allocate(c)) {
-			/*
-			 * Drop the copy (rather than race another write), and
-			 * durably: a crash must not bring the old copy back
-			 * in front of the origin's new data.
-			 */
+			/* drop the copy rather than race another write */
 			vmc_policy_set_valid(c, *idx, b->valid & ~rq->touched);
-			*wait_commit = true;
+			/* failed metadata cannot record it: memory only */
+			*drop = md_ok;
 			return R_ORIGIN;
 		}
 		return R_BOTH_WRITE;
@@ -493,7 +628,8 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 	default:
 		if (!aligned || seq || !may_allocate(c))
 			return R_ORIGIN;
-		return wb ? R_CACHE_WRITE : R_BOTH_WRITE;
+		/* FUA: the origin write is durable, the new mapping is not */
+		return wb && !fua ? R_CACHE_WRITE : R_BOTH_WRITE;
 	}
 }
 
@@ -569,11 +705,9 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		vmc_defer_flush(c, bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	if (bio_op(bio) == REQ_OP_DISCARD) {
-		map_discard(c, bio);
-		remap(c, bio, false, 0, 0);
-		return DM_MAPIO_REMAPPED;
-	}
+	if (bio_op(bio) == REQ_OP_DISCARD)
+		return map_discard(c, bio) ? DM_MAPIO_SUBMITTED :
+					     DM_MAPIO_REMAPPED;
 	if (!bio_sectors(bio)) {
 		remap(c, bio, false, 0, 0);
 		return DM_MAPIO_REMAPPED;
@@ -606,7 +740,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	else
 		route = route_read(c, &rq, &idx, st, seq, &need_commit);
 
-	if (route == R_ORIGIN && is_write)
+	/* no fill may cache what the origin holds before this lands */
+	if (is_write && (route == R_ORIGIN || route == R_BOTH_WRITE))
 		owrite_start(c, pb, rq.oblock, 1);
 	if (route != R_ORIGIN) {
 		b = &c->blocks[idx];
@@ -628,15 +763,30 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		if (route == R_CACHE_WRITE)
 			pb->flags |= VMC_PB_DIRTY;
 		/*
-		 * Overwriting a block the disk records as clean: a crash
-		 * before the next commit would leave new data marked clean,
-		 * served now and lost at eviction.  Record it dirty first.
+		 * Overwriting valid data in the cache only: a crash must not
+		 * find the new data under a clean mark (served now, lost at
+		 * eviction).  Record it dirty first, and wait until the disk
+		 * says so if it does not yet.
 		 */
-		if (route == R_CACHE_WRITE &&
-		    (st == ST_CLEAN || (b->flags & VMC_B_DPEND))) {
+		if (route == R_CACHE_WRITE && st >= ST_CLEAN) {
 			vmc_policy_set_dirty(c, idx, rq.touched);
-			b->flags |= VMC_B_DPEND;
-			wait_commit = true;
+			/* (failed metadata: no commit will come, flushes fail) */
+			if ((rq.touched & ~b->ddirty) &&
+			    c->md_state == VMC_MD_OK)
+				wait_commit = true;
+		}
+		/*
+		 * Both devices over a clean copy: until both are flushed a
+		 * power cut may keep one version on each.  The durable
+		 * superblock must say FLUX (the cache copy wins at recovery).
+		 */
+		if (route == R_BOTH_WRITE && st == ST_CLEAN &&
+		    c->md_state == VMC_MD_OK) {
+			c->flux_recent = true;
+			c->flux_inflight++;
+			pb->flags |= VMC_PB_FLUX;
+			if (!c->flux_ondisk)
+				wait_commit = true;
 		}
 		if (route == R_READ_FILL) {
 			pb->flags |= VMC_PB_PROMOTE;
@@ -657,7 +807,6 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		remap(c, bio, true, idx, rq.offset);
 		break;
 	case R_BOTH_WRITE:
-		submit_cache_clone(c, bio, idx, rq.offset);
 		remap(c, bio, false, 0, 0);
 		break;
 	case R_READ_FILL:
@@ -666,12 +815,16 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		break;
 	}
 	if (wait_commit) {
+		if (route == R_BOTH_WRITE)
+			pb->flags |= VMC_PB_LATE_CLONE;
 		spin_lock_irqsave(&c->lock, flags);
 		bio_list_add(&c->commit_wait, bio);
 		spin_unlock_irqrestore(&c->lock, flags);
 		queue_work(c->wq, &c->commit_work);
 		return DM_MAPIO_SUBMITTED;
 	}
+	if (route == R_BOTH_WRITE)
+		submit_cache_clone(c, bio, idx, rq.offset);
 	return DM_MAPIO_REMAPPED;
 }
 
@@ -704,6 +857,9 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	struct vmc_block *b;
 	unsigned long flags;
 
+	/* the next commit flushes the origin first (vmcache-metadata.c) */
+	if (op_is_write(bio_op(bio)) && bio->bi_bdev == c->origin_dev->bdev)
+		atomic_set(&c->origin_unflushed, 1);
 	if (pb->flags & VMC_PB_OWRITE)
 		owrite_end(c, pb);
 	if (!(pb->flags & VMC_PB_HOLD)) {
@@ -724,6 +880,8 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 
 	if (pb->flags & VMC_PB_WRITER)
 		b->writers--;
+	if (pb->flags & VMC_PB_FLUX)
+		c->flux_inflight--;
 
 	if ((pb->flags & VMC_PB_PROMOTE) && ok) {
 		/* the holder and filling bits pass on to the fill copy */
@@ -747,7 +905,8 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		/* a failed write leaves the cached copy unknown: drop it */
 		vmc_policy_set_valid(c, pb->cblock, b->valid & ~pb->mask);
 	}
-	if (ok && (pb->flags & VMC_PB_DIRTY))
+	/* overtaken writes left nothing valid: nothing becomes dirty */
+	if (ok && (pb->flags & VMC_PB_DIRTY) && (pb->mask & b->valid))
 		vmc_policy_set_dirty(c, pb->cblock, pb->mask & b->valid);
 	if (*error && (pb->flags & VMC_PB_RETRY))
 		retry = retry_on_origin(c, bio, pb);
@@ -761,10 +920,7 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		vmc_note_cache_error(c);
 	if (retry) {
 		*error = BLK_STS_OK;
-		spin_lock_irqsave(&c->defer_lock, flags);
-		bio_list_add(&c->fill_bios, bio);
-		spin_unlock_irqrestore(&c->defer_lock, flags);
-		queue_work(c->wq, &c->fill_work);
+		defer_remapped(c, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}
 	return DM_ENDIO_DONE;

@@ -10,11 +10,22 @@
  *  3. Write the other superblock slot with seq + 1 and REQ_PREFLUSH|REQ_FUA:
  *     the preflush makes the data of every completed write and the pages
  *     of step 2 durable before the superblock that points at them.
+ *  3a. Before that, if an origin write completed since the last origin
+ *     flush, flush the origin: clean data the commit validates (fills,
+ *     writethrough writes) must not be newer on the cache than on the
+ *     origin's stable media.
  *  4. Only now may blocks unmapped before step 1 be reused.
  * A crash anywhere leaves the previous commit intact: nothing it refers to
  * was overwritten, and a torn page or superblock fails its checksum.  No
- * write is assumed atomic.
+ * write is assumed atomic.  Page copies left by a commit that never wrote
+ * its superblock carry a sequence number above the durable one; loading
+ * marks their pages so the next commit overwrites them first.
+ *
+ * Each block's ddirty is what the disk surely says is dirty: lowered when
+ * a commit takes its snapshot, raised to the snapshot when it completes.
+ * A write needing a dirty bit the disk lacks waits for a commit.
  */
+#include <linux/blkdev.h>
 #include <linux/crc32c.h>
 #include <linux/dm-io.h>
 #include <linux/ktime.h>
@@ -182,6 +193,28 @@ static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
 			u64 e = vmc_entry_pack(b->oblock, b->valid, b->dirty);
 
 			mp->entries[i] = cpu_to_le64(e);
+			b->ddirty &= b->dirty;
+		} else {
+			b->ddirty = 0;
+		}
+	}
+}
+
+/* a commit is durable: the disk now says what its snapshot said */
+static void note_durable(struct vmcache *c)
+{
+	u32 p, i;
+
+	for_each_set_bit(p, c->mpage_writing, c->layout.nr_mpages) {
+		struct vmc_mpage *mp = c->staging + (size_t)p * VMC_PAGE_SIZE;
+
+		for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
+			u32 cb = p * VMC_ENTRIES_PER_PAGE + i;
+
+			if (cb >= c->nr_blocks)
+				break;
+			c->blocks[cb].ddirty =
+				vmc_entry_dirty(le64_to_cpu(mp->entries[i]));
 		}
 	}
 }
@@ -397,8 +430,9 @@ static int vmc_md_alloc_staging(struct vmcache *c, char **error)
 	c->mpage_dirty = bitmap_zalloc(pages, GFP_KERNEL);
 	c->mpage_slot = bitmap_zalloc(pages, GFP_KERNEL);
 	c->mpage_writing = bitmap_zalloc(pages, GFP_KERNEL);
+	c->sb_buf = vmalloc(VMC_PAGE_SIZE);
 	if (!c->staging || !c->mpage_dirty || !c->mpage_slot ||
-	    !c->mpage_writing) {
+	    !c->mpage_writing || !c->sb_buf) {
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
@@ -408,11 +442,16 @@ static int vmc_md_alloc_staging(struct vmcache *c, char **error)
 /* ------------------------------------------------------------------ */
 /* loading */
 
-static bool mpage_ok(struct vmcache *c, struct vmc_mpage *mp, u32 p)
+enum mpage_verdict { MP_BAD, MP_GOOD, MP_LEFTOVER };
+
+/* LEFTOVER: intact, but from a commit whose superblock never landed */
+static enum mpage_verdict mpage_check(struct vmcache *c, struct vmc_mpage *mp,
+				      u32 p)
 {
-	return le32_to_cpu(mp->hdr.csum) == mpage_csum(c, mp) &&
-	       le32_to_cpu(mp->hdr.index) == p &&
-	       le64_to_cpu(mp->hdr.seq) <= c->seq;
+	if (le32_to_cpu(mp->hdr.csum) != mpage_csum(c, mp) ||
+	    le32_to_cpu(mp->hdr.index) != p)
+		return MP_BAD;
+	return le64_to_cpu(mp->hdr.seq) <= c->seq ? MP_GOOD : MP_LEFTOVER;
 }
 
 static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
@@ -450,7 +489,7 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 static int reread_sb(struct vmcache *c, char **error)
 {
 	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
-	u32 nr_blocks = c->nr_blocks;
+	u32 nr_blocks = c->nr_blocks, flags;
 	bool blank;
 	int r, best;
 
@@ -475,13 +514,40 @@ static int reread_sb(struct vmcache *c, char **error)
 	c->sb_slot = best;
 	c->loaded_dirty = le64_to_cpu(sb[best]->nr_dirty);
 	c->loaded_valid = le64_to_cpu(sb[best]->nr_valid);
+	flags = le32_to_cpu(sb[best]->flags);
+	c->sb_clean = flags & VMC_SB_CLEAN_SHUTDOWN;
+	c->loaded_flux = (flags & VMC_SB_FLUX) && !c->sb_clean;
+	/* recovery makes the blocks dirty: nothing is in flux any more */
+	c->flux_ondisk = false;
 out:
 	free_sbs(sb);
 	return r;
 }
 
+/*
+ * After a power cut with FLUX set, a clean block may hold a different
+ * version than the origin: the cache copy wins and is written back.
+ */
+static u32 recover_flux(struct vmcache *c)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < c->nr_blocks; i++) {
+		struct vmc_block *b = &c->blocks[i];
+
+		if ((b->flags & VMC_B_MAPPED) && (b->valid & ~b->dirty)) {
+			vmc_policy_set_dirty(c, i, b->valid);
+			n++;
+		}
+		if (!(i % 4096))
+			cond_resched();
+	}
+	return n;
+}
+
 int vmc_md_load(struct vmcache *c, char **error)
 {
+	unsigned long *leftover;
 	void *b_copy = NULL;
 	u64 nr_dirty = 0, nr_valid = 0;
 	u32 p, n, i;
@@ -491,7 +557,10 @@ int vmc_md_load(struct vmcache *c, char **error)
 	if (r)
 		return r;
 	b_copy = vmalloc((size_t)VMC_LOAD_CHUNK * VMC_PAGE_SIZE);
-	if (!b_copy) {
+	leftover = bitmap_zalloc(c->layout.nr_mpages, GFP_KERNEL);
+	if (!b_copy || !leftover) {
+		vfree(b_copy);
+		bitmap_free(leftover);
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
@@ -510,28 +579,39 @@ int vmc_md_load(struct vmcache *c, char **error)
 		for (i = 0; !r && i < n; i++) {
 			struct vmc_mpage *a = c->staging + (size_t)i * VMC_PAGE_SIZE;
 			struct vmc_mpage *b = b_copy + (size_t)i * VMC_PAGE_SIZE;
-			bool a_ok = mpage_ok(c, a, p + i);
-			bool b_ok = mpage_ok(c, b, p + i);
+			enum mpage_verdict va = mpage_check(c, a, p + i);
+			enum mpage_verdict vb = mpage_check(c, b, p + i);
 
-			if (!a_ok && !b_ok) {
+			if (va != MP_GOOD && vb != MP_GOOD) {
 				*error = "Mapping page corrupt in both copies";
 				r = -EINVAL;
 				break;
 			}
-			if (b_ok && (!a_ok || le64_to_cpu(b->hdr.seq) >
+			if (va == MP_LEFTOVER || vb == MP_LEFTOVER)
+				set_bit(p + i, leftover);
+			if (vb == MP_GOOD && (va != MP_GOOD ||
+					      le64_to_cpu(b->hdr.seq) >
 					      le64_to_cpu(a->hdr.seq))) {
 				set_bit(p + i, c->mpage_slot);
 				a = b;
 			}
 			r = load_page(c, a, p + i, &nr_dirty, &nr_valid, error);
 		}
+		cond_resched();
 	}
 	vfree(b_copy);
-	/* the constructor's formatting or nothing else is in memory yet */
-	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
 	if (!r && (nr_dirty != c->loaded_dirty || nr_valid != c->loaded_valid)) {
 		*error = "Mapping counts do not match the superblock";
 		r = -EINVAL;
+	}
+	/* the policy marked what it loaded; only these need writing */
+	bitmap_copy(c->mpage_dirty, leftover, c->layout.nr_mpages);
+	bitmap_free(leftover);
+	if (!r && c->loaded_flux) {
+		n = recover_flux(c);
+		if (n)
+			DMWARN("%s: unclean shutdown in flux: %u cached blocks to write back",
+			       c->name, n);
 	}
 	return r;
 }
@@ -566,24 +646,6 @@ static int reload(struct vmcache *c, char **error)
 		return -ENOMEM;
 	}
 	return vmc_md_load(c, error);
-}
-
-/*
- * While a table is live, the one being built for it can read pages the
- * live one is committing.  A load that fails while the superblock moved
- * is such a race, not damage: load again (a few times at most).
- */
-int vmc_md_load_live(struct vmcache *c, char **error)
-{
-	int r = vmc_md_load(c, error), tries;
-	u64 seq;
-
-	for (tries = 0; r == -EINVAL && tries < 3; tries++) {
-		if (disk_seq(c, &seq, error) || seq == c->seq)
-			break;
-		r = reload(c, error);
-	}
-	return r;
 }
 
 /*
@@ -648,74 +710,70 @@ static int write_pages(struct vmcache *c, u64 seq)
 	return io.error;
 }
 
+/* a commit would write something (or clear a stale FLUX) */
+static bool md_changed(struct vmcache *c)
+{
+	lockdep_assert_held(&c->lock);
+	return c->lists[VMC_LIST_PENDING].count ||
+	       !bio_list_empty(&c->commit_wait) ||
+	       !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages) ||
+	       (c->flux_ondisk && !c->flux_recent && !c->flux_inflight);
+}
+
 bool vmc_md_changed(struct vmcache *c)
 {
 	bool changed;
 
 	spin_lock_irq(&c->lock);
-	changed = c->lists[VMC_LIST_PENDING].count ||
-		  !bio_list_empty(&c->commit_wait) ||
-		  !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages);
+	changed = md_changed(c);
 	spin_unlock_irq(&c->lock);
 	return changed;
 }
 
-/*
- * Writes that wait for this commit (vmcache-io.c: a clean block turned
- * dirty, a clean copy dropped); send them on, or fail them if it failed.
- */
-static void release_waiting(struct vmcache *c, struct bio_list *waiting,
-			    int r)
+/* an origin flush covering every origin write completed so far */
+static int flush_origin(struct vmcache *c)
 {
-	struct bio *bio;
-
-	if (r == -ENOMEM) {
-		/* nothing was written: they wait for the next commit */
-		spin_lock_irq(&c->lock);
-		bio_list_merge(&c->commit_wait, waiting);
-		spin_unlock_irq(&c->lock);
-		return;
-	}
-	spin_lock_irq(&c->lock);
-	bio_list_for_each(bio, waiting) {
-		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-
-		if (pb->cblock != VMC_NIL)
-			c->blocks[pb->cblock].flags &= ~VMC_B_DPEND;
-	}
-	spin_unlock_irq(&c->lock);
-	while ((bio = bio_list_pop(waiting))) {
-		if (r) {
-			bio->bi_status = BLK_STS_IOERR;
-			bio_endio(bio);
-		} else {
-			submit_bio_noacct(bio);
-		}
-	}
+	if (!atomic_xchg(&c->origin_unflushed, 0))
+		return 0;
+	if (!blkdev_issue_flush(c->origin_dev->bdev))
+		return 0;
+	atomic_set(&c->origin_unflushed, 1);
+	vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+	return -EIO;
 }
 
-int vmc_md_commit(struct vmcache *c, bool clean)
+/*
+ * The commit itself, under commit_lock.  Returns a metadata error (which
+ * fails the metadata); *origin_err tells whether the origin flush failed.
+ */
+static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
+			 struct bio_list *waiting)
 {
-	struct bio_list waiting;
-	struct vmc_superblock *sb = NULL;
-	u32 pending, nr_pages = c->layout.nr_mpages, p;
+	u32 pending, nr_pages = c->layout.nr_mpages, p, flags;
 	u64 nr_dirty, nr_valid, seq;
+	bool flux;
 	int r;
 
-	mutex_lock(&c->commit_lock);
-	bio_list_init(&waiting);
+	*origin_err = 0;
+	/* suspended after its final commit: a reload may be reading */
+	if (c->md_frozen)
+		return 0;
 	spin_lock_irq(&c->lock);
-	bio_list_merge(&waiting, &c->commit_wait);
+	bio_list_merge(waiting, &c->commit_wait);
 	bio_list_init(&c->commit_wait);
 	if (c->md_state != VMC_MD_OK) {
 		spin_unlock_irq(&c->lock);
-		r = -EIO;
-		release_waiting(c, &waiting, r);
-		goto out;
+		return -EIO;
 	}
 	pending = c->lists[VMC_LIST_PENDING].count;
 	nr_dirty = c->nr_dirty;
 	nr_valid = c->nr_valid_blocks;
+	/* FLUX stays while writethrough writes to clean blocks go on */
+	flux = c->flux_recent || c->flux_inflight;
+	c->flux_recent = false;
+	/* a load ignores FLUX beside CLEAN_SHUTDOWN */
+	if (!flux || clean)
+		c->flux_ondisk = false;
 	bitmap_copy(c->mpage_writing, c->mpage_dirty, nr_pages);
 	bitmap_zero(c->mpage_dirty, nr_pages);
 	for_each_set_bit(p, c->mpage_writing, nr_pages)
@@ -724,50 +782,86 @@ int vmc_md_commit(struct vmcache *c, bool clean)
 
 	seq = c->seq + 1;
 	r = write_pages(c, seq);
-	if (!r) {
-		sb = vmalloc(VMC_PAGE_SIZE);
-		r = sb ? 0 : -ENOMEM;
-	}
+	/* an origin we cannot flush may hold older data than clean blocks */
+	*origin_err = flush_origin(c);
+	if (*origin_err)
+		flux = true;
 	if (!r) {
 		u32 slot = !c->sb_slot;
 
-		sb_fill(c, sb, slot, seq, clean ? VMC_SB_CLEAN_SHUTDOWN : 0,
-			nr_dirty, nr_valid);
-		r = md_rw(c, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA, sb,
+		flags = (clean ? VMC_SB_CLEAN_SHUTDOWN : 0) |
+			(flux ? VMC_SB_FLUX : 0);
+		sb_fill(c, c->sb_buf, slot, seq, flags, nr_dirty, nr_valid);
+		r = md_rw(c, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA, c->sb_buf,
 			  (sector_t)slot * VMC_PAGE_SECTORS, 1);
 	}
-	vfree(sb);
 	if (r) {
 		/* the pages we did not commit must be written next time */
 		spin_lock_irq(&c->lock);
 		bitmap_or(c->mpage_dirty, c->mpage_dirty, c->mpage_writing,
 			  nr_pages);
 		spin_unlock_irq(&c->lock);
-		if (r != -ENOMEM) {
-			vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
-			set_md_state(c, VMC_MD_FAIL);
-		}
-		release_waiting(c, &waiting, r);
-		goto out;
+		vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
+		set_md_state(c, VMC_MD_FAIL);
+		return r;
 	}
 	c->seq = seq;
 	c->sb_slot = !c->sb_slot;
+	c->sb_clean = clean;
+	c->md_frozen = clean;
 	bitmap_xor(c->mpage_slot, c->mpage_slot, c->mpage_writing, nr_pages);
 	vmc_stat_inc(c, VMC_S_COMMITS);
 
 	spin_lock_irq(&c->lock);
+	note_durable(c);
+	if (flux && !clean)
+		c->flux_ondisk = true;
 	vmc_policy_release_pending(c, pending);
 	spin_unlock_irq(&c->lock);
-	release_waiting(c, &waiting, 0);
-out:
+	return 0;
+}
+
+int vmc_md_commit(struct vmcache *c, bool clean, struct bio_list *waiting)
+{
+	int r, origin_err;
+
+	mutex_lock(&c->commit_lock);
+	r = commit_locked(c, clean, &origin_err, waiting);
 	mutex_unlock(&c->commit_lock);
 	return r;
+}
+
+/*
+ * What a REQ_PREFLUSH needs: every write completed before it durable with
+ * the mappings that describe it.  Under commit_lock, so a commit already
+ * under way (its snapshot maybe older than those writes) is finished first
+ * and is never mistaken for one that covers them.
+ */
+int vmc_md_flush(struct vmcache *c, struct bio_list *waiting)
+{
+	int r, origin_err = 0;
+
+	mutex_lock(&c->commit_lock);
+	if (vmc_md_changed(c)) {
+		r = commit_locked(c, false, &origin_err, waiting);
+	} else if (c->md_state != VMC_MD_OK) {
+		r = -EIO;
+	} else {
+		origin_err = flush_origin(c);
+		r = blkdev_issue_flush(c->cache_dev->bdev);
+		if (r)
+			vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
+	}
+	mutex_unlock(&c->commit_lock);
+	return r ?: origin_err;
 }
 
 void vmc_md_close(struct vmcache *c)
 {
 	vfree(c->staging);
 	c->staging = NULL;
+	vfree(c->sb_buf);
+	c->sb_buf = NULL;
 	bitmap_free(c->mpage_dirty);
 	bitmap_free(c->mpage_slot);
 	bitmap_free(c->mpage_writing);

@@ -20,17 +20,22 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 /* Rebuild the in-memory mappings from the newest commit. */
 int vmc_md_load(struct vmcache *c, char **error);
 
-/* vmc_md_load that tolerates a live table committing meanwhile (ctr) */
-int vmc_md_load_live(struct vmcache *c, char **error);
-
 /* Reload if another table committed since vmc_md_load (first resume). */
 int vmc_md_refresh(struct vmcache *c, char **error);
 
 /*
  * Make every completed write durable together with the mappings that
- * describe it.  @clean marks a clean shutdown.  Sleeps.
+ * describe it.  @clean marks a clean shutdown.  The bios that waited for
+ * this commit (c->commit_wait at its snapshot) are moved to @waiting for
+ * the caller to send on (0) or fail.  Sleeps.
  */
-int vmc_md_commit(struct vmcache *c, bool clean);
+int vmc_md_commit(struct vmcache *c, bool clean, struct bio_list *waiting);
+
+/*
+ * REQ_PREFLUSH: make every completed write durable, origin included;
+ * commits only if something changed.  Sleeps.
+ */
+int vmc_md_flush(struct vmcache *c, struct bio_list *waiting);
 
 /* is there anything a commit would write? */
 bool vmc_md_changed(struct vmcache *c);

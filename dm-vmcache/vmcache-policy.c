@@ -22,6 +22,8 @@
 #define VMC_VICTIM_SCAN		32
 /* evicted ahead of need, so allocation rarely waits for a commit */
 #define VMC_EVICT_BATCH		32
+/* promotion counters cleared per miss (buckets >= nr_blocks: 2 suffice) */
+#define VMC_PROMOTE_AGE_STEP	2
 /* a stream not continued within this time is forgotten */
 #define VMC_STREAM_TIMEOUT	(HZ * 2)
 
@@ -88,7 +90,9 @@ int vmc_policy_create(struct vmcache *c)
 	u32 i, buckets;
 
 	c->blocks = vzalloc(array_size(c->nr_blocks, sizeof(*c->blocks)));
-	buckets = roundup_pow_of_two(c->nr_blocks);
+	/* a power of two that fits in 32 bits: 2^31 buckets at most */
+	buckets = c->nr_blocks > (1u << 31) ? 1u << 31 :
+		  roundup_pow_of_two(c->nr_blocks);
 	c->hash = vmalloc(array_size(buckets, sizeof(*c->hash)));
 	c->promote_count = vzalloc(buckets);
 	if (!c->blocks || !c->hash || !c->promote_count)
@@ -96,7 +100,7 @@ int vmc_policy_create(struct vmcache *c)
 	c->nr_dirty = 0;
 	c->nr_mapped = 0;
 	c->nr_valid_blocks = 0;
-	c->promote_ticks = 0;
+	c->promote_cursor = 0;
 	c->hash_mask = buckets - 1;
 	c->promote_mask = buckets - 1;
 	for (i = 0; i < buckets; i++)
@@ -229,6 +233,7 @@ static void map_block(struct vmcache *c, u32 idx, u64 oblock)
 	b->dirty = 0;
 	b->filling = 0;
 	b->cancel = 0;
+	b->ddirty = 0;		/* the commit that freed it says unmapped */
 	b->flags = VMC_B_MAPPED;
 	b->hnext = *bucket;
 	*bucket = idx;
@@ -243,6 +248,7 @@ void vmc_policy_load(struct vmcache *c, u32 idx, u64 oblock, u8 valid,
 	vmc_policy_set_valid(c, idx, valid);
 	if (dirty)
 		vmc_policy_set_dirty(c, idx, dirty);
+	c->blocks[idx].ddirty = dirty;
 }
 
 void vmc_policy_set_valid(struct vmcache *c, u32 idx, u8 valid)
@@ -281,6 +287,8 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 {
 	struct vmc_block *b = blk(c, idx);
 
+	if (WARN_ON_ONCE(!mask))
+		return;
 	if (!b->dirty) {
 		c->nr_dirty++;
 		b->dirtied = vmc_now_secs(c);
@@ -294,29 +302,34 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 		b->flags |= VMC_B_REDIRTY;
 }
 
-void vmc_policy_set_clean(struct vmcache *c, u32 idx)
+void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask)
 {
 	struct vmc_block *b = blk(c, idx);
 
-	if (!b->dirty)
+	if (!(b->dirty & mask))
 		return;
-	b->dirty = 0;
-	c->nr_dirty--;
+	b->dirty &= ~mask;
 	vmc_mark_mpage(c, idx);
+	if (b->dirty)
+		return;
+	c->nr_dirty--;
 	vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
 }
 
 bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 {
-	unsigned int need = c->tun[VMC_T_PROMOTE_AFTER];
+	unsigned int need = c->tun[VMC_T_PROMOTE_AFTER], i;
 	u8 *ctr;
 
 	if (need <= 1)
 		return true;
-	/* age the counters: forget everything every 2 * nr_blocks misses */
-	if (++c->promote_ticks >= 2 * c->nr_blocks) {
-		memset(c->promote_count, 0, c->promote_mask + 1);
-		c->promote_ticks = 0;
+	/*
+	 * Age the counters: each miss clears the next few, so every counter
+	 * is forgotten about every 2 * nr_blocks misses, in O(1) per miss.
+	 */
+	for (i = 0; i < VMC_PROMOTE_AGE_STEP; i++) {
+		c->promote_count[c->promote_cursor] = 0;
+		c->promote_cursor = (c->promote_cursor + 1) & c->promote_mask;
 	}
 	ctr = &c->promote_count[hash_64(oblock ^ 0x5bd1e995, 32) &
 				c->promote_mask];
@@ -360,14 +373,15 @@ bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
 	return false;
 }
 
-void vmc_policy_switch(struct vmcache *c)
+bool vmc_policy_switch_step(struct vmcache *c, u32 max)
 {
 	/* lru keeps one list: fold protected into probation, hottest first */
-	if (c->tun[VMC_T_POLICY] == VMC_POLICY_LRU) {
-		while (c->lists[VMC_LIST_PROTECTED].count)
-			vmc_list_move(c, c->lists[VMC_LIST_PROTECTED].tail,
-				      VMC_LIST_PROBATION, false);
-	}
+	if (c->tun[VMC_T_POLICY] != VMC_POLICY_LRU)
+		return false;
+	while (max-- && c->lists[VMC_LIST_PROTECTED].count)
+		vmc_list_move(c, c->lists[VMC_LIST_PROTECTED].tail,
+			      VMC_LIST_PROBATION, false);
+	return c->lists[VMC_LIST_PROTECTED].count;
 }
 
 void vmc_policy_release_pending(struct vmcache *c, u32 n)
@@ -377,11 +391,11 @@ void vmc_policy_release_pending(struct vmcache *c, u32 n)
 			      VMC_LIST_FREE, true);
 }
 
-u32 vmc_policy_invalidate_clean(struct vmcache *c, bool *need_commit)
+u32 vmc_policy_invalidate_clean(struct vmcache *c, u32 first, u32 count)
 {
 	u32 i, n = 0;
 
-	for (i = 0; i < c->nr_blocks; i++) {
+	for (i = first; i < first + count && i < c->nr_blocks; i++) {
 		struct vmc_block *b = blk(c, i);
 
 		if ((b->flags & VMC_B_MAPPED) && evictable(b)) {
@@ -389,7 +403,5 @@ u32 vmc_policy_invalidate_clean(struct vmcache *c, bool *need_commit)
 			n++;
 		}
 	}
-	if (n)
-		*need_commit = true;
 	return n;
 }

@@ -29,7 +29,7 @@ void vmc_policy_unmap(struct vmcache *c, u32 idx);
 
 /* dirty state changes keep the dirty list (oldest first) exact */
 void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask);
-void vmc_policy_set_clean(struct vmcache *c, u32 idx);
+void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask);
 
 /* enough misses on @oblock to promote it? */
 bool vmc_policy_should_promote(struct vmcache *c, u64 oblock);
@@ -48,13 +48,13 @@ void vmc_policy_set_valid(struct vmcache *c, u32 idx, u8 valid);
 void vmc_policy_load(struct vmcache *c, u32 idx, u64 oblock, u8 valid,
 		     u8 dirty);
 
-/* re-sort clean blocks after a policy switch */
-void vmc_policy_switch(struct vmcache *c);
+/* re-sort up to @max clean blocks after a policy switch; true: more to do */
+bool vmc_policy_switch_step(struct vmcache *c, u32 max);
 
 /* after a commit: the first @n pending blocks become free */
 void vmc_policy_release_pending(struct vmcache *c, u32 n);
 
-/* drop every clean, idle block; returns how many */
-u32 vmc_policy_invalidate_clean(struct vmcache *c, bool *need_commit);
+/* drop the clean, idle blocks among @count from @first; returns how many */
+u32 vmc_policy_invalidate_clean(struct vmcache *c, u32 first, u32 count);
 
 #endif /* DM_VMCACHE_POLICY_H */

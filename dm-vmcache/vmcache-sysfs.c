@@ -3,11 +3,23 @@
  * dm-vmcache sysfs: /sys/module/dm_vmcache/caches/<dm-name>/ holds one file
  * per status key (read-only) and per online tunable (read-write), so tools
  * need not parse the status line.  The directory lives from resume to
- * suspend, so a table reload never meets its predecessor's name.
+ * suspend, so a table reload never meets its predecessor's name.  Each
+ * resume gets a new kobject (a kobject is initialised once and freed by its
+ * release); removing it waits for readers, so it never outlives the cache.
  */
 #include <linux/module.h>
 #include <linux/slab.h>
 #include "vmcache.h"
+
+struct vmc_sysfs_dir {
+	struct kobject kobj;
+	struct vmcache *c;
+};
+
+static struct vmcache *cache_of(struct kobject *kobj)
+{
+	return container_of(kobj, struct vmc_sysfs_dir, kobj)->c;
+}
 
 /* status keys that are not tunables; tunables come from vmc_tunables */
 static const char * const status_keys[] = {
@@ -39,7 +51,7 @@ static int tunable_of(const struct attribute *attr)
 static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 			     char *buf)
 {
-	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
+	struct vmcache *c = cache_of(kobj);
 	size_t klen = strlen(attr->name);
 	char *all, *line;
 	ssize_t n = -ENOENT;
@@ -73,7 +85,7 @@ static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 static ssize_t vmc_attr_store_fn(struct kobject *kobj, struct attribute *attr,
 				 const char *buf, size_t len)
 {
-	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
+	struct vmcache *c = cache_of(kobj);
 	int t = tunable_of(attr);
 	char *error = "", val[32];
 	int r;
@@ -99,9 +111,7 @@ static const struct sysfs_ops vmc_sysfs_ops = {
 
 static void vmc_kobj_release(struct kobject *kobj)
 {
-	struct vmcache *c = container_of(kobj, struct vmcache, kobj);
-
-	complete(&c->kobj_released);
+	kfree(container_of(kobj, struct vmc_sysfs_dir, kobj));
 }
 
 static const struct kobj_type vmc_ktype = {
@@ -112,32 +122,33 @@ static const struct kobj_type vmc_ktype = {
 
 int vmc_sysfs_add(struct vmcache *c)
 {
+	struct vmc_sysfs_dir *d;
 	int r;
 
-	if (c->kobj_added)
+	if (c->sysfs)
 		return 0;
-	reinit_completion(&c->kobj_released);
-	/* a kobject is initialised once: start from zero on every resume */
-	memset(&c->kobj, 0, sizeof(c->kobj));
-	r = kobject_init_and_add(&c->kobj, (struct kobj_type *)&vmc_ktype,
+	d = kzalloc(sizeof(*d), GFP_KERNEL);
+	if (!d)
+		return -ENOMEM;
+	d->c = c;
+	r = kobject_init_and_add(&d->kobj, (struct kobj_type *)&vmc_ktype,
 				 &caches_kset->kobj, "%s", c->name);
 	if (r) {
-		kobject_put(&c->kobj);
-		wait_for_completion(&c->kobj_released);
+		kobject_put(&d->kobj);
 		return r;
 	}
-	c->kobj_added = true;
+	c->sysfs = d;
 	return 0;
 }
 
 void vmc_sysfs_del(struct vmcache *c)
 {
-	if (!c->kobj_added)
+	if (!c->sysfs)
 		return;
-	kobject_del(&c->kobj);
-	kobject_put(&c->kobj);
-	wait_for_completion(&c->kobj_released);
-	c->kobj_added = false;
+	/* kobject_del waits until no show/store runs on it */
+	kobject_del(&c->sysfs->kobj);
+	kobject_put(&c->sysfs->kobj);
+	c->sysfs = NULL;
 }
 
 int vmc_sysfs_init(void)

@@ -17,6 +17,8 @@
 #include "vmcache-writeback.h"
 
 #define VMC_COMMIT_PERIOD	HZ
+/* blocks handled per lock hold by whole-cache walks */
+#define VMC_SCAN_STEP		1024u
 
 static const char * const mode_names[] = {
 	[VMC_MODE_WRITETHROUGH] = "writethrough",
@@ -117,6 +119,19 @@ void vmc_mark_mpage(struct vmcache *c, u32 cblock)
 	__set_bit(cblock / VMC_ENTRIES_PER_PAGE, c->mpage_dirty);
 }
 
+/* dm_table_event takes a mutex: from any context, through the workqueue */
+void vmc_raise_event(struct vmcache *c)
+{
+	queue_work(c->wq, &c->event_work);
+}
+
+static void event_work(struct work_struct *ws)
+{
+	struct vmcache *c = container_of(ws, struct vmcache, event_work);
+
+	dm_table_event(c->ti->table);
+}
+
 /* ------------------------------------------------------------------ */
 /* tunables */
 
@@ -161,6 +176,8 @@ static bool watermarks_ok(const unsigned int *tun)
 static void tunable_changed(struct vmcache *c, enum vmc_tunable t,
 			    unsigned int old)
 {
+	bool more;
+
 	switch (t) {
 	case VMC_T_MODE:
 		if (old == VMC_MODE_WRITEBACK && c->nr_dirty) {
@@ -174,9 +191,13 @@ static void tunable_changed(struct vmcache *c, enum vmc_tunable t,
 		dm_table_event(c->ti->table);
 		break;
 	case VMC_T_POLICY:
-		spin_lock_irq(&c->lock);
-		vmc_policy_switch(c);
-		spin_unlock_irq(&c->lock);
+		/* in steps: never long with the lock held (IRQs off) */
+		do {
+			spin_lock_irq(&c->lock);
+			more = vmc_policy_switch_step(c, VMC_SCAN_STEP);
+			spin_unlock_irq(&c->lock);
+			cond_resched();
+		} while (more);
 		break;
 	default:
 		break;
@@ -364,7 +385,6 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 {
 	struct vmcache *c = ti->private;
 	char *error = "unknown message";
-	bool need_commit = false;
 	int t, r = -EINVAL;
 
 	if (argc == 3 && !strcmp(argv[0], "set")) {
@@ -382,10 +402,15 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		vmc_wb_kick(c);
 		r = 0;
 	} else if (argc == 1 && !strcmp(argv[0], "invalidate")) {
-		spin_lock_irq(&c->lock);
-		vmc_policy_invalidate_clean(c, &need_commit);
-		spin_unlock_irq(&c->lock);
-		r = vmc_md_commit(c, false);
+		u32 i;
+
+		for (i = 0; i < c->nr_blocks; i += VMC_SCAN_STEP) {
+			spin_lock_irq(&c->lock);
+			vmc_policy_invalidate_clean(c, i, VMC_SCAN_STEP);
+			spin_unlock_irq(&c->lock);
+			cond_resched();
+		}
+		r = vmc_commit(c, false);
 		error = "metadata commit failed";
 	} else if (argc == 2 && !strcmp(argv[0], "stats") &&
 		   !strcmp(argv[1], "reset")) {
@@ -396,7 +421,7 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 			       sizeof(struct vmc_stats));
 		r = 0;
 	} else if (argc == 1 && !strcmp(argv[0], "commit")) {
-		r = vmc_md_commit(c, false);
+		r = vmc_commit(c, false);
 		error = "metadata commit failed";
 	}
 	if (r)
@@ -442,6 +467,56 @@ static int claim_devices(struct vmcache *c, char **error)
 	return r;
 }
 
+/* a mapping entry holds 40 bits of origin block number */
+static int origin_fits(struct vmcache *c, unsigned int block_shift,
+		       char **error)
+{
+	if ((c->origin_sectors >> block_shift) <= VMC_ENTRY_OBLOCK_MASK + 1)
+		return 0;
+	*error = "Origin too large for this block size (2^40 blocks at most)";
+	return -EINVAL;
+}
+
+/*
+ * Read the metadata for the constructor.  A reload's live table (same
+ * mapped device) may be committing: its commits are held off meanwhile, so
+ * the read is never torn by them and never mistaken for damage.  Holding
+ * vmc_all_lock keeps that table from being destroyed under us.
+ */
+static int load_metadata(struct vmcache *c, bool bs_given, char **error)
+{
+	struct mapped_device *md = dm_table_get_md(c->ti->table);
+	struct vmcache *o, *live = NULL;
+	int r;
+
+	mutex_lock(&vmc_all_lock);
+	list_for_each_entry(o, &vmc_all, all)
+		if (o != c && dm_table_get_md(o->ti->table) == md &&
+		    READ_ONCE(o->loaded) && !READ_ONCE(o->md_frozen))
+			live = o;
+	if (live)
+		mutex_lock(&live->commit_lock);
+	/* before a blank cache is formatted, then with the real block size */
+	r = origin_fits(c, ilog2(c->tun[VMC_T_BLOCK_SIZE] >> SECTOR_SHIFT),
+			error);
+	if (!r)
+		r = vmc_md_open(c, c->tun[VMC_T_MUST_EXIST],
+				bs_given ? c->tun[VMC_T_BLOCK_SIZE] : 0, error);
+	if (!r)
+		r = origin_fits(c, c->block_shift, error);
+	if (!r) {
+		r = vmc_policy_create(c);
+		if (r)
+			*error = "Cannot allocate block table";
+	}
+	if (!r)
+		r = vmc_md_load(c, error);
+	if (live)
+		mutex_unlock(&live->commit_lock);
+	mutex_unlock(&vmc_all_lock);
+	return r;
+}
+
 static void release_devices(struct vmcache *c)
 {
 	mutex_lock(&vmc_all_lock);
@@ -455,6 +530,13 @@ static void periodic_work(struct work_struct *ws)
 	struct vmcache *c = container_of(to_delayed_work(ws), struct vmcache,
 					 periodic_work);
 
+	/*
+	 * FLUX is cleared by the first commit after a quiet period (one
+	 * without writethrough writes over clean blocks); this ages it.
+	 */
+	spin_lock_irq(&c->lock);
+	c->flux_recent = false;
+	spin_unlock_irq(&c->lock);
 	/* bounds the time clean-marking and evictions wait for a commit */
 	queue_work(c->wq, &c->commit_work);
 	queue_delayed_work(c->wq, &c->periodic_work, VMC_COMMIT_PERIOD);
@@ -600,11 +682,15 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&c->flush_bios);
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->commit_wait);
+	bio_list_init(&c->remap_bios);
+	bio_list_init(&c->discard_bios);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);
+	INIT_WORK(&c->discard_work, vmc_discard_work);
+	INIT_WORK(&c->event_work, event_work);
 	INIT_DELAYED_WORK(&c->periodic_work, periodic_work);
-	init_completion(&c->kobj_released);
 	atomic_set(&c->internal_io, 0);
+	atomic_set(&c->origin_unflushed, 0);
 	c->start_time = jiffies;
 	c->last_io = jiffies;
 	c->name = kzalloc(DM_NAME_LEN, GFP_KERNEL);
@@ -621,17 +707,9 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = claim_devices(c, &ti->error);
 	if (!r)
 		r = parse_options(c, &as, given, &ti->error);
-	if (!r)
-		r = vmc_md_open(c, c->tun[VMC_T_MUST_EXIST],
-				given[VMC_T_BLOCK_SIZE] ?
-				c->tun[VMC_T_BLOCK_SIZE] : 0, &ti->error);
-	if (!r) {
-		r = vmc_policy_create(c);
-		ti->error = "Cannot allocate block table";
-	}
 	/* loaded here for precise errors, refreshed at the first resume */
 	if (!r)
-		r = vmc_md_load_live(c, &ti->error);
+		r = load_metadata(c, given[VMC_T_BLOCK_SIZE], &ti->error);
 	if (r)
 		goto bad;
 
@@ -679,7 +757,7 @@ static void vmc_postsuspend(struct dm_target *ti)
 
 	vmc_sysfs_del(c);
 	quiesce(c);
-	if (c->loaded && c->md_state == VMC_MD_OK && vmc_md_commit(c, true))
+	if (c->loaded && c->md_state == VMC_MD_OK && vmc_commit(c, true))
 		DMERR("%s: metadata commit at suspend failed", c->name);
 }
 
@@ -689,8 +767,10 @@ static int vmc_preresume(struct dm_target *ti)
 	char *error;
 	int r;
 
-	if (c->loaded)
+	if (c->loaded) {
+		WRITE_ONCE(c->md_frozen, false);
 		return 0;
+	}
 	r = vmc_md_refresh(c, &error);
 	if (r) {
 		DMERR("%s: cannot load metadata: %s", c->name, error);

@@ -31,6 +31,7 @@
 #include <linux/vmalloc.h>
 #include "vmcache-writeback.h"
 #include "vmcache-policy.h"
+#include "vmcache-io.h"
 
 #define VMC_THROTTLE_DESC \
 	"Percentage of time the writeback copier may do I/O (default 100)"
@@ -46,6 +47,7 @@ struct vmc_wb_extent {
 	struct vmcache *c;
 	struct dm_io_region from, to;
 	u32 first, last;	/* items covered */
+	u8 mask;		/* sub-blocks of item first (if only one) */
 	bool read_err, write_err;
 };
 
@@ -157,7 +159,8 @@ static u32 select_blocks(struct vmcache *c, u32 want, bool aged_only)
 			c->wb_items[n].cblock = idx;
 			c->wb_items[n].mask = b->dirty;
 			c->wb_items[n].err = false;
-			c->wb_items[n].lost = false;
+			c->wb_items[n].lost = 0;
+			c->wb_items[n].retry = false;
 			n++;
 		}
 		idx = b->next;
@@ -182,12 +185,17 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 
 	e->read_err = read_err;
 	e->write_err = !!write_err;
+	atomic_set(&c->origin_unflushed, 1);
 	if (atomic_dec_and_test(&c->wb_pending))
 		queue_work(c->wq, &c->wb_done_work);
 }
 
-/* build merged extents for the batch; returns how many */
-static u32 build_extents(struct vmcache *c, u32 n)
+/*
+ * Build merged extents for the batch; returns how many.  After a merged
+ * copy failed to read, the next batch copies every block on its own so
+ * that a bad block condemns no neighbour.
+ */
+static u32 build_extents(struct vmcache *c, u32 n, bool merge)
 {
 	u32 i, ne = 0;
 
@@ -209,10 +217,12 @@ static u32 build_extents(struct vmcache *c, u32 n)
 			     ((sector_t)s << c->sub_shift);
 			len = (sector_t)(e - s) << c->sub_shift;
 			x = ne ? &c->wb_ext[ne - 1] : NULL;
-			if (x && x->from.sector + x->from.count == cs &&
+			if (x && (merge || x->first == i) &&
+			    x->from.sector + x->from.count == cs &&
 			    x->to.sector + x->to.count == os) {
 				x->from.count += len;
 				x->to.count += len;
+				x->mask |= GENMASK(e - 1, s);
 				x->last = i;
 			} else {
 				x = &c->wb_ext[ne++];
@@ -225,6 +235,7 @@ static u32 build_extents(struct vmcache *c, u32 n)
 				x->to.count = len;
 				x->first = i;
 				x->last = i;
+				x->mask = GENMASK(e - 1, s);
 				x->read_err = false;
 				x->write_err = false;
 			}
@@ -260,7 +271,8 @@ static void wb_work(struct work_struct *ws)
 		sort_r(c->wb_items, n, sizeof(*c->wb_items), cmp_items, NULL,
 		       c);
 	c->wb_nr = n;
-	c->wb_ext_nr = build_extents(c, n);
+	c->wb_ext_nr = build_extents(c, n, !c->wb_nomerge);
+	c->wb_nomerge = false;
 	c->wb_next = next;
 	c->wb_start = jiffies;
 	WRITE_ONCE(c->wb_running, true);
@@ -287,29 +299,27 @@ static void note_latency(struct vmcache *c, u32 n)
 static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 {
 	struct vmc_block *b = &c->blocks[it->cblock];
+	bool redirty = b->flags & VMC_B_REDIRTY;
 
-	b->flags &= ~VMC_B_WB;
+	b->flags &= ~(VMC_B_WB | VMC_B_REDIRTY);
 	b->holders--;
+	if (it->err || it->retry)
+		return;
+	if (redirty) {
+		/* rewritten meanwhile: still dirty, now the youngest */
+		b->dirtied = vmc_now_secs(c);
+		vmc_list_move(c, it->cblock, VMC_LIST_DIRTY, true);
+		return;
+	}
 	if (it->lost) {
 		/* unreadable on the cache: the origin keeps its older copy */
 		DMERR_LIMIT("%s: data loss: cannot read dirty origin block %llu from the cache",
 			    c->name, (unsigned long long)b->oblock);
 		vmc_stat_inc(c, VMC_S_DATA_LOSS);
-		b->flags &= ~VMC_B_REDIRTY;
-		vmc_policy_set_clean(c, it->cblock);
-		vmc_policy_set_valid(c, it->cblock, 0);
-		return;
+		vmc_policy_clear_dirty(c, it->cblock, it->lost);
+		vmc_policy_set_valid(c, it->cblock, b->valid & ~it->lost);
 	}
-	if (it->err)
-		return;
-	if (b->flags & VMC_B_REDIRTY) {
-		/* rewritten meanwhile: still dirty, now the youngest */
-		b->flags &= ~VMC_B_REDIRTY;
-		b->dirtied = vmc_now_secs(c);
-		vmc_list_move(c, it->cblock, VMC_LIST_DIRTY, true);
-		return;
-	}
-	vmc_policy_set_clean(c, it->cblock);
+	vmc_policy_clear_dirty(c, it->cblock, it->mask);
 	vmc_stat_inc(c, VMC_S_WB_DONE);
 }
 
@@ -321,10 +331,13 @@ static void wb_done_work(struct work_struct *ws)
 	u32 i, j;
 
 	for (i = 0; i < c->wb_ext_nr; i++)
-		any_err |= c->wb_ext[i].write_err || c->wb_ext[i].read_err;
+		any_err |= c->wb_ext[i].write_err;
 	/* clean only once the origin copy is durable */
-	if (blkdev_issue_flush(c->origin_dev->bdev))
+	atomic_set(&c->origin_unflushed, 0);
+	if (blkdev_issue_flush(c->origin_dev->bdev)) {
+		atomic_set(&c->origin_unflushed, 1);
 		flush_failed = true;
+	}
 	note_latency(c, c->wb_nr);
 
 	/* an item split over several extents fails if any of them did */
@@ -332,14 +345,28 @@ static void wb_done_work(struct work_struct *ws)
 		struct vmc_wb_extent *e = &c->wb_ext[i];
 
 		for (j = e->first; j <= e->last; j++) {
-			c->wb_items[j].err |= e->write_err || flush_failed;
-			c->wb_items[j].lost |= e->read_err && !e->write_err;
+			struct vmc_wb_item *it = &c->wb_items[j];
+
+			it->err |= e->write_err || flush_failed;
+			if (!e->read_err || e->write_err)
+				continue;
+			if (j == e->first)
+				vmc_note_cache_error(c);
+			if (e->first != e->last) {
+				/* which block failed?  Copy each alone */
+				it->retry = true;
+				c->wb_nomerge = true;
+			} else {
+				it->lost |= e->mask;
+			}
 		}
 	}
 	spin_lock_irq(&c->lock);
 	for (i = 0; i < c->wb_nr; i++)
 		finish_item(c, &c->wb_items[i]);
 	spin_unlock_irq(&c->lock);
+	if (c->wb_nomerge)
+		delay = 0;
 
 	if (any_err || flush_failed) {
 		vmc_stat_inc(c, VMC_S_WB_ERRORS);

@@ -2,7 +2,7 @@
 /*
  * dm-vmcache: state shared by the target, metadata, policy, writeback and
  * sysfs code.  One struct vmcache per table; one struct vmc_block per cache
- * block (32 bytes, see vmc_block_size_check below).
+ * block (32 bytes, checked below).
  */
 #ifndef DM_VMCACHE_H
 #define DM_VMCACHE_H
@@ -35,7 +35,6 @@ enum vmc_list_id {
 #define VMC_B_MAPPED	BIT(0)	/* in the hash table */
 #define VMC_B_WB	BIT(1)	/* writeback in flight */
 #define VMC_B_REDIRTY	BIT(2)	/* written while being written back */
-#define VMC_B_DPEND	BIT(3)	/* dirty, but the disk still says clean */
 
 struct vmc_block {
 	u64 oblock;		/* origin block when mapped */
@@ -48,9 +47,12 @@ struct vmc_block {
 	u16 holders;		/* bios and copies using this block */
 	u16 writers;		/* writes to the cache copy in flight */
 	u16 dirtied;		/* seconds (mod 2^16) when it became dirty */
-	u8 list;		/* enum vmc_list_id */
-	u8 flags;		/* VMC_B_* */
+	u8 ddirty;		/* sub-blocks the disk surely records dirty */
+	u8 list : 3;		/* enum vmc_list_id */
+	u8 flags : 5;		/* VMC_B_* */
 };
+
+static_assert(sizeof(struct vmc_block) == 32, "vmc_block must stay 32 bytes");
 
 struct vmc_list {
 	u32 head, tail, count;
@@ -130,15 +132,17 @@ struct vmc_stream {
 	unsigned long last;	/* jiffies of last use */
 };
 
-/* writeback extent: one contiguous copy */
+/* writeback item: one block of a batch */
 struct vmc_wb_item {
 	u32 cblock;
 	u8 mask;	/* dirty sub-blocks copied */
+	u8 lost;	/* sub-blocks the cache could not read */
 	bool err;	/* origin write or flush failed */
-	bool lost;	/* cache read failed */
+	bool retry;	/* a merged copy failed to read: copy it alone */
 };
 
 struct vmc_wb_extent;
+struct vmc_sysfs_dir;
 
 struct vmcache {
 	struct dm_target *ti;
@@ -167,7 +171,6 @@ struct vmcache {
 	u32 nr_valid_blocks;		/* mapped blocks with valid data */
 	u8 *promote_count;		/* hashed miss counters */
 	u32 promote_mask;
-	u32 promote_ticks;
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
 	/* origin writes in flight, hashed by block: no fill may race them */
@@ -175,14 +178,30 @@ struct vmcache {
 	struct bio_list commit_wait;	/* bios held until the next commit */
 	bool degraded;
 	bool flush_active;		/* drain requested */
+	unsigned int cache_err_burst;	/* cache errors in a row */
+	/*
+	 * Clean blocks written on both devices (writethrough) may disagree
+	 * after a power cut until both are flushed.  The superblock's FLUX
+	 * flag says so; such a write waits until a durable superblock has it.
+	 */
+	bool flux_ondisk;		/* the durable superblock says FLUX */
+	bool flux_recent;		/* such writes since the last commit */
+	u32 flux_inflight;		/* such writes in flight */
+	u32 promote_cursor;		/* next promotion counter to age */
 	/* --- lock end --- */
 
 	enum vmc_md_state md_state;
 	unsigned long *mpage_slot;	/* slot holding the newest copy */
 	unsigned long *mpage_writing;	/* pages of the commit under way */
 	void *staging;			/* encoded mapping pages */
+	struct vmc_superblock *sb_buf;	/* superblock being written */
 	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
 	bool loaded;			/* mappings read (first resume) */
+	bool sb_clean;			/* the durable superblock says clean */
+	bool md_frozen;			/* suspended: no commit until resume */
+	bool loaded_flux;		/* loaded after a power cut in FLUX */
+	/* an origin write completed since the last origin flush */
+	atomic_t origin_unflushed;
 	u64 seq;			/* last durable commit */
 	u8 uuid[16];
 	u64 format_time;
@@ -193,7 +212,6 @@ struct vmcache {
 	struct vmc_stats __percpu *stats;
 	unsigned long last_io;		/* jiffies of the last foreground bio */
 	unsigned long start_time;	/* jiffies at load, for dirtied stamps */
-	unsigned int cache_err_burst;
 	atomic_t internal_io;		/* our own bios in flight */
 
 	struct workqueue_struct *wq;
@@ -202,7 +220,11 @@ struct vmcache {
 	spinlock_t defer_lock;		/* the two bio lists below */
 	struct bio_list flush_bios;	/* waiting for a commit */
 	struct bio_list fill_bios;	/* cache writes to submit */
+	struct bio_list remap_bios;	/* held bios to submit as remapped */
+	struct bio_list discard_bios;	/* discards too wide to scan in map */
 	struct work_struct fill_work;
+	struct work_struct discard_work;
+	struct work_struct event_work;	/* dm_table_event from any context */
 
 	/* writeback */
 	struct dm_kcopyd_client *kcopyd;
@@ -218,23 +240,22 @@ struct vmcache {
 	unsigned int wb_fail_streak;
 	bool wb_running;
 	bool wb_stopping;
+	bool wb_nomerge;		/* retry a failed merged copy per block */
 	bool origin_failing;
 
 	struct bio_set bs;
 
-	/* sysfs */
-	struct kobject kobj;
-	struct completion kobj_released;
-	bool kobj_added;
+	/* sysfs: a directory from resume to suspend */
+	struct vmc_sysfs_dir *sysfs;
 };
 
 /* per-bio state (ti->per_io_data_size) */
 struct vmc_bio {
 	u64 ob_first;		/* origin writes: blocks counted in owrites */
-	u32 ob_count;
+	u64 ob_count;		/* (discards: the range of blocks to drop) */
 	u32 cblock;
 	u8 mask;		/* sub-blocks this bio touches */
-	u8 flags;		/* VMC_PB_* */
+	u16 flags;		/* VMC_PB_* */
 	blk_status_t clone_status;
 	struct bvec_iter iter;	/* as mapped: to copy or resubmit */
 };
@@ -247,6 +268,8 @@ struct vmc_bio {
 #define VMC_PB_CLONE	BIT(5)	/* a cache clone was chained */
 #define VMC_PB_RETRY	BIT(6)	/* read hit: retry on the origin */
 #define VMC_PB_OWRITE	BIT(7)	/* origin write counted in owrites */
+#define VMC_PB_FLUX	BIT(8)	/* counted in flux_inflight */
+#define VMC_PB_LATE_CLONE BIT(9) /* held: its cache clone goes out with it */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)
@@ -272,6 +295,7 @@ static inline void vmc_stat_inc(struct vmcache *c, enum vmc_stat s)
 u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s);
 u16 vmc_now_secs(struct vmcache *c);
 void vmc_mark_mpage(struct vmcache *c, u32 cblock);
+void vmc_raise_event(struct vmcache *c);
 
 /* vmcache-target.c */
 int vmc_set_tunable(struct vmcache *c, enum vmc_tunable t, const char *val,

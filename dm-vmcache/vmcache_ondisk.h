@@ -20,7 +20,10 @@
  * the highest sequence number and, for each mapping page, the valid copy with
  * the highest sequence number not above the superblock's.  Nothing committed
  * is ever overwritten in place, so a torn write of any size is detected by
- * its checksum and the previous commit is used instead.
+ * its checksum and the previous commit is used instead.  A valid page copy
+ * with a sequence number above the superblock's was written by a commit
+ * that never finished: the loader ignores it and the first commit after
+ * loading rewrites that copy, before any superblock can reach its number.
  *
  * Checksums are CRC-32C (Castagnoli) with seed 0xffffffff and a final
  * inversion (the usual CRC-32C, CRC("123456789") == 0xe3069283).  The
@@ -67,6 +70,14 @@
 /* superblock flags */
 #define VMC_SB_CLEAN_SHUTDOWN	0x1u	/* last detach committed cleanly */
 #define VMC_SB_NEEDS_CHECK	0x2u	/* an I/O error hit the metadata */
+/*
+ * Clean blocks may have been written on both devices since this commit
+ * (writethrough): after a power cut the two copies may differ, so a load
+ * that finds FLUX without CLEAN_SHUTDOWN treats every cached block as
+ * dirty (the cache copy wins and is written back), which keeps reads
+ * stable.
+ */
+#define VMC_SB_FLUX		0x4u
 
 /* feature words: none defined yet; unknown incompat bits refuse to load */
 #define VMC_FEATURE_COMPAT_SUPP		0ULL

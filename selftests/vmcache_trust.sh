@@ -1,0 +1,390 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Races and power cuts at awkward moments, each made deterministic:
+#
+#   dm-vmcache "vc"
+#     cache:  dm-delay "dc" (slow writes keep a write or a commit in flight)
+#             -> dm-linear "cut_c" -> /dev/ram0
+#     origin: dm-linear "cut_o" -> /dev/ram1
+#
+# power_cut freezes cut_c and cut_o and reloads them to drop every later
+# write: /dev/ram0 and /dev/ram1 then hold what a power cut at that instant
+# would have left; reboot() puts a new vmcache over them.  Every case here
+# failed on the code before the fixes it names (Documentation/vmcache.rst,
+# "Guarantees"; the trust issue's items in brackets).
+. "$(dirname "$0")/lib.sh"
+
+require_vmcache
+require_cmd dd cmp blkdiscard sync
+require_module brd dm-delay dm-flakey dm-zero null_blk
+
+NAME=vc
+MIB=64
+DEV=/dev/mapper/$NAME
+TMP=$(mktemp -d)
+cleanup_push "rm -rf $TMP"
+WB_HELD="mode writeback writeback_low 100 writeback_high 100 max_dirty_age 0"
+
+setup_brd 2 "$MIB" || ktap_exit_fail_msg "brd"
+SECTORS=$(dev_sectors /dev/ram0)
+
+# wr <file> <block> [dd flags]: write 4 KiB of <file> at block <block>
+wr() {
+	dd if="$1" of="$DEV" bs=4096 seek="$2" count=1 \
+		oflag=direct"${3:+,$3}" conv=notrunc status=none
+}
+
+# rd <dev> <block> <out>: read 4 KiB
+rd() {
+	dd if="$1" of="$3" bs=4096 skip="$2" count=1 iflag=direct status=none
+}
+
+pattern() { # <file> [<KiB>]
+	dd if=/dev/urandom of="$1" bs=1K count="${2:-4}" status=none
+}
+
+# table_of <opts>: the vmcache line over dc and cut_o
+table_of() {
+	local opts
+	read -r -a opts <<<"$1"
+	echo "0 $SECTORS vmcache /dev/mapper/dc /dev/mapper/cut_o ${#opts[@]} $1"
+}
+
+# stack_up <cache write delay ms> <vmcache options> [blank]
+stack_up() {
+	[ "${3:-}" = blank ] && wipe_dev /dev/ram0 2
+	[ "${3:-}" = blank ] && wipe_dev /dev/ram1 "$MIB"
+	dm_create cut_c "0 $SECTORS linear /dev/ram0 0" &&
+		dm_create cut_o "0 $SECTORS linear /dev/ram1 0" &&
+		dm_create dc "0 $SECTORS delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 $1" &&
+		dm_create "$NAME" "$(table_of "$2")"
+}
+
+stack_down() {
+	local d
+	for d in "$NAME" dc cut_c cut_o; do
+		dm_exists "$d" && dm_remove "$d"
+	done
+	return 0
+}
+
+# power_cut: from now on nothing more reaches /dev/ram0 or /dev/ram1
+power_cut() {
+	dmsetup suspend --noflush cut_c cut_o || return 1
+	dmsetup load cut_c --table \
+		"0 $SECTORS flakey /dev/ram0 0 0 3600 1 drop_writes" &&
+		dmsetup load cut_o --table \
+			"0 $SECTORS flakey /dev/ram1 0 0 3600 1 drop_writes" &&
+		dmsetup resume cut_c cut_o
+}
+
+# reboot [<vmcache options>]: after power_cut, the cache comes back over
+# what the devices kept (must_exist: it must load, not format)
+reboot() {
+	stack_down
+	stack_up 0 "must_exist 1 ${1:-mode writeback}"
+}
+
+# stable_block <block> <expect-file or ->: a read, then the same read after
+# every clean copy was dropped and every dirty one written back, agree
+stable_block() {
+	local b=$1 want=$2
+	rd "$DEV" "$b" "$TMP/r1" || return 1
+	msg invalidate && drain && msg invalidate || return 1
+	rd "$DEV" "$b" "$TMP/r2" || return 1
+	rd /dev/ram1 "$b" "$TMP/r3" || return 1
+	compare_bytes "$TMP/r1" "$TMP/r2" || {
+		ktap_print_msg "block $b read one version, then another"
+		return 1
+	}
+	compare_bytes "$TMP/r2" "$TMP/r3" || return 1
+	[ "$want" = - ] || compare_bytes "$TMP/r1" "$want"
+}
+
+ktap_print_header
+ktap_set_plan 11
+dmesg_mark
+
+# ---------------------------------------------------------------------
+# [2] a write miss overtaken by a second write to the same block: the
+# first write's fill is cancelled and must not leave a dirty count behind
+t_overtaken_write() {
+	stack_up 600 "$WB_HELD" blank || return 1
+	pattern "$TMP/a"
+	pattern "$TMP/b"
+	wr "$TMP/a" 10 &
+	local pid=$!
+	sleep 0.2
+	wr "$TMP/b" 10 || return 1
+	wait "$pid" || return 1
+	ktap_print_msg "after both writes: blocks_dirty=$(st blocks_dirty) blocks_used=$(st blocks_used)"
+	drain || return 1
+	stack_down
+	stack_up 0 "must_exist 1 $WB_HELD" || {
+		ktap_print_msg "reload failed: $(dmesg | tail -n 3)"
+		return 1
+	}
+	rd "$DEV" 10 "$TMP/r" || return 1
+	compare_bytes "$TMP/r" "$TMP/b" || compare_bytes "$TMP/r" "$TMP/a"
+}
+ktap_test_result "overtaken write miss: flush ends, cache reloads [2]" t_overtaken_write
+stack_down
+
+# ---------------------------------------------------------------------
+# [1] a commit that wrote its pages but not its superblock: the next
+# commit reuses its sequence number; its leftover page copies must never
+# become valid
+t_leftover_pages() {
+	stack_up 0 "$WB_HELD" blank || return 1
+	pattern "$TMP/p1" 2400
+	dd if="$TMP/p1" of="$DEV" bs=1K oflag=direct status=none ||
+		return 1
+	drain && msg commit || return 1
+	# superblock writes fail from now on; mapping pages still land
+	dmsetup suspend cut_c &&
+		dmsetup load cut_c --table "0 16 error
+16 $((SECTORS - 16)) linear /dev/ram0 16" &&
+		dmsetup resume cut_c || return 1
+	# drops every block: both mapping pages change
+	if msg invalidate 2>/dev/null; then
+		ktap_print_msg "commit with a failing superblock succeeded"
+		return 1
+	fi
+	expect metadata=fail || return 1
+	stack_down
+	stack_up 0 "must_exist 1 $WB_HELD" || return 1
+	pattern "$TMP/q"
+	wr "$TMP/q" 700 || return 1	# a mapping page the lost commit did not write
+	msg commit || return 1
+	stack_down
+	stack_up 0 "must_exist 1 $WB_HELD" || {
+		ktap_print_msg "reload failed: $(dmesg | tail -n 2)"
+		return 1
+	}
+	dd if="$DEV" of="$TMP/r" bs=1K count=2400 iflag=direct \
+		status=none || return 1
+	compare_bytes "$TMP/r" "$TMP/p1" || return 1
+	rd "$DEV" 700 "$TMP/r" && compare_bytes "$TMP/r" "$TMP/q"
+}
+ktap_test_result "interrupted commit: leftover pages never validate [1]" t_leftover_pages
+stack_down
+
+# ---------------------------------------------------------------------
+# [8] a REQ_PREFLUSH arriving while a commit is under way must not
+# complete before a commit holding its writes' mappings is durable
+t_flush_vs_commit() {
+	local i bad=0
+	stack_up 1000 "$WB_HELD" blank || return 1
+	# commits back to back, each 2 s (pages, then the superblock)
+	(while dm_exists "$NAME"; do msg commit 2>/dev/null || sleep 0.2; done) &
+	local loop=$!
+	for i in 1 2 3; do
+		pattern "$TMP/w$i"
+		wr "$TMP/w$i" $((100 + i)) || bad=1
+		sleep 1.5
+		sync "$DEV" || bad=1
+		power_cut || bad=1
+		kill "$loop" 2>/dev/null
+		wait "$loop" 2>/dev/null
+		reboot "$WB_HELD" || return 1
+		rd "$DEV" $((100 + i)) "$TMP/r" || return 1
+		compare_bytes "$TMP/r" "$TMP/w$i" || {
+			ktap_print_msg "round $i: a flushed write is lost"
+			bad=1
+		}
+		stack_down
+		stack_up 1000 "must_exist 1 $WB_HELD" || return 1
+		(while dm_exists "$NAME"; do msg commit 2>/dev/null || sleep 0.2; done) &
+		loop=$!
+	done
+	kill "$loop" 2>/dev/null
+	wait "$loop" 2>/dev/null
+	return "$bad"
+}
+ktap_test_result "flush racing a commit waits for it [8]" t_flush_vs_commit
+stack_down
+
+# ---------------------------------------------------------------------
+# [6] 64 KiB blocks, 4 KiB writes: a sub-block dirtied after a commit's
+# snapshot must not be written as if the disk already said dirty
+t_subblock_after_snapshot() {
+	stack_up 0 "block_size 65536 $WB_HELD" blank || return 1
+	pattern "$TMP/x" 64
+	dd if="$TMP/x" of="$DEV" bs=64K count=1 oflag=direct \
+		status=none || return 1
+	drain || return 1
+	msg commit || return 1
+	# every cache write (data, pages, superblocks) now takes 2 s
+	dmsetup suspend dc &&
+		dmsetup load dc --table "0 $SECTORS delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 2000" &&
+		dmsetup resume dc || return 1
+	pattern "$TMP/a"
+	pattern "$TMP/b"
+	pattern "$TMP/c"
+	wr "$TMP/a" 0 &			# sub-block 0: commit n records it
+	local pa=$!
+	sleep 1
+	wr "$TMP/b" 2 &			# sub-block 1, after n's snapshot
+	local pb=$!
+	sleep 3.8			# commit n durable, n+1 under way
+	wr "$TMP/c" 2 || return 1	# sub-block 1 again
+	power_cut || return 1
+	wait "$pa" "$pb"
+	reboot "$WB_HELD" || return 1
+	rd "$DEV" 2 "$TMP/r1" || return 1
+	msg invalidate || return 1
+	rd "$DEV" 2 "$TMP/r2" || return 1
+	compare_bytes "$TMP/r1" "$TMP/c" || return 1
+	compare_bytes "$TMP/r2" "$TMP/c" || {
+		ktap_print_msg "acknowledged data was marked clean: gone after invalidate"
+		return 1
+	}
+}
+ktap_test_result "sub-block dirtied after a commit snapshot waits [6]" t_subblock_after_snapshot
+stack_down
+
+# ---------------------------------------------------------------------
+# [7] writethrough over a clean block, power cut with the origin written
+# and the cache copy not: reads must stay stable after recovery
+t_writethrough_cut() {
+	stack_up 2000 "mode writethrough" blank || return 1
+	pattern "$TMP/old"
+	pattern "$TMP/new"
+	wr "$TMP/old" 20 || return 1
+	msg commit || return 1
+	wr "$TMP/new" 20 &
+	local pid=$! i
+	for ((i = 0; i < 200; i++)); do
+		rd /dev/ram1 20 "$TMP/o" && cmp -s "$TMP/o" "$TMP/new" && break
+		sleep 0.1
+	done
+	power_cut || return 1
+	wait "$pid"
+	[ "$i" -lt 200 ] || { ktap_print_msg "origin never got the write"; return 1; }
+	reboot "mode writethrough" || return 1
+	ktap_print_msg "after recovery: $(status_line | tr ' ' '\n' | grep -E 'blocks_(used|dirty)=' | tr '\n' ' ')"
+	stable_block 20 -
+}
+ktap_test_result "writethrough power cut: reads stable after recovery [7]" t_writethrough_cut
+stack_down
+
+# ---------------------------------------------------------------------
+# [7] the same power cut after a quiet period: nothing was in flux, so
+# the warm clean set is kept as it is (nothing to write back)
+t_writethrough_quiet() {
+	stack_up 0 "mode writethrough" blank || return 1
+	pattern "$TMP/old" 256
+	dd if="$TMP/old" of="$DEV" bs=4096 oflag=direct status=none ||
+		return 1
+	dd if="$DEV" of=/dev/null bs=4096 count=64 iflag=direct status=none
+	sleep 3				# two commit periods: FLUX cleared
+	power_cut || return 1
+	reboot "mode writethrough" || return 1
+	expect blocks_used=64 blocks_dirty=0 || return 1
+	stable_block 5 -
+}
+ktap_test_result "writethrough power cut after a quiet period keeps the clean set [7]" t_writethrough_quiet
+stack_down
+
+# ---------------------------------------------------------------------
+# [0] table reloads while the live table commits all the time
+t_reload_under_commits() {
+	local i bad=0 tbl
+	stack_up 5 "$WB_HELD" blank || return 1
+	pattern "$TMP/p" 1024
+	dd if="$TMP/p" of="$DEV" bs=4096 oflag=direct status=none ||
+		return 1
+	(while dm_exists "$NAME"; do
+		dd if="$TMP/p" of="$DEV" bs=4096 count=16 \
+			seek=$((RANDOM % 256)) oflag=direct,sync status=none 2>/dev/null
+		msg commit 2>/dev/null
+	done) &
+	local loop=$!
+	for ((i = 0; i < 20; i++)); do
+		tbl=$(dmsetup table "$NAME") || bad=1
+		if ! dmsetup reload "$NAME" --table "$tbl" 2>"$TMP/err"; then
+			ktap_print_msg "reload $i: $(cat "$TMP/err"); $(dmesg | grep vmcache | tail -n 1)"
+			bad=1
+		fi
+		dmsetup resume "$NAME" || bad=1
+	done
+	kill "$loop"
+	wait "$loop" 2>/dev/null
+	[ "$bad" = 0 ] || return 1
+	ktap_print_msg "20 reloads, commits=$(st commits)"
+	drain
+}
+ktap_test_result "reload under constant commits never reads a torn state [0]" t_reload_under_commits
+stack_down
+
+# ---------------------------------------------------------------------
+# [9] FUA writes to dirty blocks while writeback copies them: the origin
+# ends with the newest data
+t_fua_vs_writeback() {
+	local i
+	stack_up 0 "$WB_HELD" blank || return 1
+	dm_remove "$NAME"
+	cleanup_pop
+	dmsetup suspend cut_o &&
+		dmsetup load cut_o --table "0 $SECTORS delay /dev/ram1 0 0 /dev/ram1 0 300" &&
+		dmsetup resume cut_o || return 1
+	dm_create "$NAME" "$(table_of "$WB_HELD")" || return 1
+	pattern "$TMP/v1" 256
+	pattern "$TMP/v2" 256
+	dd if="$TMP/v1" of="$DEV" bs=4096 oflag=direct status=none ||
+		return 1
+	msg flush || return 1
+	for ((i = 0; i < 64; i++)); do
+		dd if="$TMP/v2" of="$DEV" bs=4096 skip="$i" seek="$i" \
+			count=1 oflag=direct,dsync conv=notrunc status=none || return 1
+	done
+	drain || return 1
+	dd if=/dev/ram1 of="$TMP/o" bs=4096 count=64 iflag=direct status=none
+	compare_bytes "$TMP/o" "$TMP/v2"
+}
+ktap_test_result "FUA writes racing writeback: origin holds the newest [9]" t_fua_vs_writeback
+stack_down
+
+# ---------------------------------------------------------------------
+# [11] an origin with more blocks than the 40-bit mapping entry holds is
+# refused, not truncated
+t_origin_too_large() {
+	local big=$(((1 << 40) * 8 + 8)) out
+	wipe_dev /dev/ram0 2
+	dm_create zero_o "0 $big zero" || return 1
+	if out=$(dmsetup create vbig --table \
+		"0 $big vmcache /dev/ram0 /dev/mapper/zero_o" 2>&1); then
+		dm_remove vbig
+		ktap_print_msg "an origin of 2^40 + 1 blocks was accepted"
+		return 1
+	fi
+	dmesg_contains "Origin too large" || { ktap_print_msg "$out"; return 1; }
+}
+ktap_test_result "origin above 2^40 blocks refused [11]" t_origin_too_large
+dm_exists zero_o && dm_remove zero_o
+
+# ---------------------------------------------------------------------
+# [11] a discard of the whole device is scanned in process context, in
+# steps, and drops exactly what it covers
+t_wide_discard() {
+	wipe_dev /dev/ram0 2
+	setup_null_blk vmc_nullt 64 discard=1 || return 1
+	dm_create "$NAME" "0 $SECTORS vmcache /dev/ram0 /dev/vmc_nullt 2 mode writethrough" ||
+		return 1
+	pattern "$TMP/p" 4096
+	dd if="$TMP/p" of="$DEV" bs=1M oflag=direct status=none ||
+		return 1
+	expect blocks_used=1024 || return 1
+	blkdiscard "$DEV" || return 1
+	sleep 1.5
+	expect blocks_used=0 || return 1
+	dd if="$TMP/p" of="$DEV" bs=1M oflag=direct status=none &&
+		dd if="$DEV" of="$TMP/r" bs=1M count=4 iflag=direct \
+			status=none && compare_bytes "$TMP/r" "$TMP/p"
+}
+ktap_test_result "whole-device discard drops every block, data intact after [11]" t_wide_discard
+stack_down
+
+ktap_test_result "kernel log clean" check_dmesg_clean
+ktap_finished 11
