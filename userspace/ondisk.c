@@ -289,9 +289,10 @@ static bool check_geometry(struct vmc_dev *d, struct vmc_meta *m, int s,
 	if (L32(sb->mode) > VMC_MODE_PASSTHROUGH)
 		msg(m, VMC_ERROR, s, SB, "slot %d: unknown mode %u", s,
 		    L32(sb->mode));
-	if (flags & ~(VMC_SB_CLEAN_SHUTDOWN | VMC_SB_NEEDS_CHECK))
+	if (flags & ~(VMC_SB_CLEAN_SHUTDOWN | VMC_SB_NEEDS_CHECK | VMC_SB_FLUX))
 		msg(m, VMC_WARNING, s, SB, "slot %d: unknown flags 0x%x", s,
-		    flags & ~(VMC_SB_CLEAN_SHUTDOWN | VMC_SB_NEEDS_CHECK));
+		    flags & ~(VMC_SB_CLEAN_SHUTDOWN | VMC_SB_NEEDS_CHECK |
+			      VMC_SB_FLUX));
 	return m->count[VMC_ERROR] == errors;
 }
 
@@ -444,6 +445,11 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 		msg(m, VMC_INFO, best, SB,
 		    "slot %d: no clean-shutdown flag (never detached since format, a crash, or the cache is active)",
 		    best);
+	if ((L32(m->sb.flags) & (VMC_SB_FLUX | VMC_SB_CLEAN_SHUTDOWN)) ==
+	    VMC_SB_FLUX)
+		msg(m, VMC_INFO, best, SB,
+		    "slot %d: writethrough writes were in flux: the next load makes every cached block dirty (the cache copy wins)",
+		    best);
 	vmc_compute_layout(d->sectors, L32(m->sb.block_size), &grown);
 	if (grown.nr_blocks > m->lay.nr_blocks)
 		msg(m, VMC_INFO, best, SB,
@@ -514,7 +520,7 @@ static void report_copy(struct vmc_meta *m, uint64_t p, int c,
 		msg(m, VMC_INFO, -1, MP,
 		    "mapping page %" PRIu64 " copy %c: seq %" PRIu64
 		    " is newer than the superblock's %" PRIu64
-		    ": an interrupted commit, ignored",
+		    ": an interrupted commit, ignored (the next commit overwrites it)",
 		    p, name, L64(pg->hdr.seq), L64(m->sb.seq));
 		break;
 	case CP_EMPTY:
