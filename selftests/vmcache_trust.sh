@@ -86,6 +86,11 @@ reboot() {
 	stack_up 0 "must_exist 1 ${1:-mode writeback}"
 }
 
+# data_start: first sector of cache block 0 (metadata pages, 1 MiB aligned)
+data_start() {
+	echo $((($(st metadata_total) * 8 + 2047) / 2048 * 2048))
+}
+
 # stable_block <block> <expect-file or ->: a read, then the same read after
 # every clean copy was dropped and every dirty one written back, agree
 stable_block() {
@@ -103,19 +108,25 @@ stable_block() {
 }
 
 ktap_print_header
-ktap_set_plan 11
+ktap_set_plan 12
 dmesg_mark
 
 # ---------------------------------------------------------------------
 # [2] a write miss overtaken by a second write to the same block: the
 # first write's fill is cancelled and must not leave a dirty count behind
 t_overtaken_write() {
-	stack_up 600 "$WB_HELD" blank || return 1
+	local pid i
+	stack_up 3000 "$WB_HELD" blank || return 1
 	pattern "$TMP/a"
 	pattern "$TMP/b"
 	wr "$TMP/a" 10 &
-	local pid=$!
-	sleep 0.2
+	pid=$!
+	# the first write is mapped (a write miss) and its cache write held
+	for ((i = 0; i < 100; i++)); do
+		[ "$(st write_misses)" -ge 1 ] && break
+		sleep 0.05
+	done
+	kill -0 "$pid" 2>/dev/null || { ktap_print_msg "first write not in flight"; return 1; }
 	wr "$TMP/b" 10 || return 1
 	wait "$pid" || return 1
 	ktap_print_msg "after both writes: blocks_dirty=$(st blocks_dirty) blocks_used=$(st blocks_used)"
@@ -175,18 +186,15 @@ stack_down
 # complete before a commit holding its writes' mappings is durable
 t_flush_vs_commit() {
 	local i bad=0
-	stack_up 1000 "$WB_HELD" blank || return 1
-	# commits back to back, each 2 s (pages, then the superblock)
-	(while dm_exists "$NAME"; do msg commit 2>/dev/null || sleep 0.2; done) &
-	local loop=$!
-	for i in 1 2 3; do
+	stack_up 2000 "$WB_HELD" blank || return 1
+	for i in 1 2; do
 		pattern "$TMP/w$i"
-		wr "$TMP/w$i" $((100 + i)) || bad=1
-		sleep 1.5
-		sync "$DEV" || bad=1
+		wr "$TMP/w$i" $((100 + i)) || bad=1	# 2 s; nothing commits meanwhile
+		msg commit &			# snapshot now, durable 4 s later
+		sleep 1
+		sync "$DEV" || bad=1		# REQ_PREFLUSH
 		power_cut || bad=1
-		kill "$loop" 2>/dev/null
-		wait "$loop" 2>/dev/null
+		wait
 		reboot "$WB_HELD" || return 1
 		rd "$DEV" $((100 + i)) "$TMP/r" || return 1
 		compare_bytes "$TMP/r" "$TMP/w$i" || {
@@ -194,12 +202,8 @@ t_flush_vs_commit() {
 			bad=1
 		}
 		stack_down
-		stack_up 1000 "must_exist 1 $WB_HELD" || return 1
-		(while dm_exists "$NAME"; do msg commit 2>/dev/null || sleep 0.2; done) &
-		loop=$!
+		stack_up 2000 "must_exist 1 $WB_HELD" || return 1
 	done
-	kill "$loop" 2>/dev/null
-	wait "$loop" 2>/dev/null
 	return "$bad"
 }
 ktap_test_result "flush racing a commit waits for it [8]" t_flush_vs_commit
@@ -222,12 +226,18 @@ t_subblock_after_snapshot() {
 	pattern "$TMP/a"
 	pattern "$TMP/b"
 	pattern "$TMP/c"
+	local n0 i
+	n0=$(st commits)
 	wr "$TMP/a" 0 &			# sub-block 0: commit n records it
 	local pa=$!
 	sleep 1
 	wr "$TMP/b" 2 &			# sub-block 1, after n's snapshot
 	local pb=$!
-	sleep 3.8			# commit n durable, n+1 under way
+	# commit n durable, n+1 (with sub-block 1) under way for 4 s
+	for ((i = 0; i < 200; i++)); do
+		[ "$(st commits)" -gt "$n0" ] && break
+		sleep 0.05
+	done
 	wr "$TMP/c" 2 || return 1	# sub-block 1 again
 	power_cut || return 1
 	wait "$pa" "$pb"
@@ -248,13 +258,20 @@ stack_down
 # [7] writethrough over a clean block, power cut with the origin written
 # and the cache copy not: reads must stay stable after recovery
 t_writethrough_cut() {
-	stack_up 2000 "mode writethrough" blank || return 1
+	local pid i ds
+	stack_up 0 "mode writethrough" blank || return 1
 	pattern "$TMP/old"
 	pattern "$TMP/new"
 	wr "$TMP/old" 20 || return 1
 	msg commit || return 1
+	# cache data writes (not metadata) now take 8 s
+	ds=$(data_start)
+	dmsetup suspend dc &&
+		dmsetup load dc --table "0 $ds delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 0
+$ds $((SECTORS - ds)) delay /dev/mapper/cut_c $ds 0 /dev/mapper/cut_c $ds 8000" &&
+		dmsetup resume dc || return 1
 	wr "$TMP/new" 20 &
-	local pid=$! i
+	pid=$!
 	for ((i = 0; i < 200; i++)); do
 		rd /dev/ram1 20 "$TMP/o" && cmp -s "$TMP/o" "$TMP/new" && break
 		sleep 0.1
@@ -262,8 +279,9 @@ t_writethrough_cut() {
 	power_cut || return 1
 	wait "$pid"
 	[ "$i" -lt 200 ] || { ktap_print_msg "origin never got the write"; return 1; }
+	rd /dev/ram0 $((ds / 8)) "$TMP/c"
+	cmp -s "$TMP/c" "$TMP/new" && { ktap_print_msg "the cache copy landed before the cut"; return 1; }
 	reboot "mode writethrough" || return 1
-	ktap_print_msg "after recovery: $(status_line | tr ' ' '\n' | grep -E 'blocks_(used|dirty)=' | tr '\n' ' ')"
 	stable_block 20 -
 }
 ktap_test_result "writethrough power cut: reads stable after recovery [7]" t_writethrough_cut
@@ -301,7 +319,7 @@ t_reload_under_commits() {
 		msg commit 2>/dev/null
 	done) &
 	local loop=$!
-	for ((i = 0; i < 20; i++)); do
+	for ((i = 0; i < 12; i++)); do
 		tbl=$(dmsetup table "$NAME") || bad=1
 		if ! dmsetup reload "$NAME" --table "$tbl" 2>"$TMP/err"; then
 			ktap_print_msg "reload $i: $(cat "$TMP/err"); $(dmesg | grep vmcache | tail -n 1)"
@@ -312,7 +330,7 @@ t_reload_under_commits() {
 	kill "$loop"
 	wait "$loop" 2>/dev/null
 	[ "$bad" = 0 ] || return 1
-	ktap_print_msg "20 reloads, commits=$(st commits)"
+	ktap_print_msg "12 reloads"
 	drain
 }
 ktap_test_result "reload under constant commits never reads a torn state [0]" t_reload_under_commits
@@ -344,6 +362,47 @@ t_fua_vs_writeback() {
 	compare_bytes "$TMP/o" "$TMP/v2"
 }
 ktap_test_result "FUA writes racing writeback: origin holds the newest [9]" t_fua_vs_writeback
+stack_down
+
+# ---------------------------------------------------------------------
+# [10] a read miss must not fill the cache from the origin while a
+# writethrough write to that block is still on its way there: the cached
+# copy would be older than the origin's once it lands
+t_fill_vs_writethrough() {
+	local ds pid
+	stack_up 0 "mode writethrough" blank || return 1
+	pattern "$TMP/old"
+	pattern "$TMP/new"
+	wr "$TMP/old" 0 || return 1		# cache block 0
+	msg commit || return 1
+	ds=$(data_start)
+	dmsetup suspend cut_o &&
+		dmsetup load cut_o --table "0 $SECTORS delay /dev/ram1 0 0 /dev/ram1 0 3000" &&
+		dmsetup resume cut_o || return 1
+	wr "$TMP/new" 0 &			# origin write held 3 s
+	pid=$!
+	sleep 0.5
+	# a read hit fails on the cache: the copy is dropped, the read retried
+	dmsetup suspend cut_c &&
+		dmsetup load cut_c --table "0 $ds linear /dev/ram0 0
+$ds 8 error
+$((ds + 8)) $((SECTORS - ds - 8)) linear /dev/ram0 $((ds + 8))" &&
+		dmsetup resume cut_c || return 1
+	rd "$DEV" 0 "$TMP/r0" || return 1
+	dmsetup suspend cut_c &&
+		dmsetup load cut_c --table "0 $SECTORS linear /dev/ram0 0" &&
+		dmsetup resume cut_c || return 1
+	rd "$DEV" 0 "$TMP/r1" || return 1	# a miss now: no fill may start
+	wait "$pid" || return 1
+	sleep 0.5
+	rd "$DEV" 0 "$TMP/r2" || return 1
+	ktap_print_msg "promotions=$(st promotions) cache_errors=$(st cache_errors)"
+	compare_bytes "$TMP/r2" "$TMP/new" || {
+		ktap_print_msg "the cache serves data older than the completed write"
+		return 1
+	}
+}
+ktap_test_result "read miss never fills over a writethrough write in flight [10]" t_fill_vs_writethrough
 stack_down
 
 # ---------------------------------------------------------------------
@@ -387,4 +446,4 @@ ktap_test_result "whole-device discard drops every block, data intact after [11]
 stack_down
 
 ktap_test_result "kernel log clean" check_dmesg_clean
-ktap_finished 11
+ktap_finished 12
