@@ -633,55 +633,70 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 	}
 }
 
-static bool range_unmapped(struct vmcache *c, u64 first, u64 last)
+/*
+ * How many blocks from @first (up to @last) a bypassed stream may take from
+ * the origin in one piece: blocks not cached, and for reads also blocks
+ * with no dirty data (the origin holds the same bytes).
+ */
+static u64 origin_run(struct vmcache *c, u64 first, u64 last, bool is_write)
 {
-	for (; first <= last; first++)
-		if (vmc_lookup(c, first) != VMC_NIL)
-			return false;
-	return true;
+	u64 ob;
+
+	for (ob = first; ob <= last; ob++) {
+		u32 idx = vmc_lookup(c, ob);
+
+		if (idx != VMC_NIL && (is_write || c->blocks[idx].dirty))
+			break;
+	}
+	return ob - first;
 }
 
 /*
- * A bio spanning blocks: a sequential stream past the cutoff that touches
- * nothing cached goes to the origin whole (no per-block splitting of a
- * bypassed stream); anything else is cut at the block end and mapped block
- * by block, the rest coming back here.  Counters count block-sized pieces
- * either way.  Returns true when the bio was remapped whole.
+ * A bio spanning blocks.  A sequential stream past the cutoff goes to the
+ * origin in runs as long as the cache allows: the longest prefix of
+ * blocks that need nothing from the cache (origin_run) is remapped in one
+ * piece, so a stream over a disk with scattered cached blocks is split
+ * only where the place of the data changes.  Anything else is cut at the
+ * block end and mapped block by block.  The rest comes back here either
+ * way; counters count block-sized pieces.  Returns true when (a prefix
+ * of) the bio was remapped to the origin.
  */
 static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			      bool is_write)
 {
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
 	sector_t bs = vmc_block_sectors(c), len = bio_sectors(bio);
 	sector_t to_end = bs - (s & (bs - 1));
 	u64 first = s >> c->block_shift;
 	u64 last = (s + len - 1) >> c->block_shift;
 	unsigned long flags;
-	bool whole;
+	u64 run = 0;
 
 	if (len <= to_end)
 		return false;
 	spin_lock_irqsave(&c->lock, flags);
-	whole = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				      bio->bi_iter.bi_size, false) &&
-		range_unmapped(c, first, last);
-	if (whole) {
-		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-
+	if (vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				  bio->bi_iter.bi_size, false))
+		run = origin_run(c, first, last, is_write);
+	if (run) {
+		if (first + run <= last)
+			dm_accept_partial_bio(bio, ((first + run) <<
+						    c->block_shift) - s);
 		if (is_write)
-			owrite_start(c, pb, first, last - first + 1);
+			owrite_start(c, pb, first, run);
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				      bio->bi_iter.bi_size, true);
 		vmc_stat_add(c, is_write ? VMC_S_WRITE_MISSES :
-					   VMC_S_READ_MISSES, last - first + 1);
-		vmc_stat_add(c, VMC_S_BYPASSED, last - first + 1);
+					   VMC_S_READ_MISSES, run);
+		vmc_stat_add(c, VMC_S_BYPASSED, run);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
-	if (whole)
+	if (run)
 		remap(c, bio, false, 0, 0);
 	else
 		dm_accept_partial_bio(bio, to_end);
-	return whole;
+	return run;
 }
 
 int vmc_map(struct dm_target *ti, struct bio *bio)
