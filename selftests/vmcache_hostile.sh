@@ -98,7 +98,7 @@ is_online() { [ "${ONLINE[$1]:-1}" = 1 ]; }
 is_named() { [ "$1" = mode ] || [ "$1" = policy ]; }
 
 P32=4294967296
-NUL='\\0000'	# a NUL byte for printf %b (\0 takes up to 3 octal digits)
+NUL='\0000'	# a NUL byte for printf %b (\0 takes up to 3 octal digits)
 P64=18446744073709551616
 # p64plus <n>: 2^64 + n as a decimal string (n < 10^6)
 p64plus() { echo "1844674407370955$(printf '%04d' $((1616 + $1)))"; }
@@ -240,7 +240,7 @@ try_sysfs() {
 	local f=$SYS/$NAME/$1 before after
 	tried
 	read -r before <"$f" || before='(unreadable)'
-	if printf '%b' "$2" 2>/dev/null >"$f"; then
+	if sysfs_write "$f" "$2"; then
 		bad_input "sysfs $1 accepted '$2' (now: $(tr -d '\n' <"$f"))"
 		restore_tunables
 		return
@@ -250,6 +250,17 @@ try_sysfs() {
 	if [ "$before" != "$after" ]; then
 		bad_input "sysfs $1 '$2' refused but changed $before -> $after"
 		restore_tunables
+	fi
+}
+
+# sysfs_write <file> <printf %b string>: in one write() call (the shell's
+# printf would write a line at a time: "5\n6" would be two writes)
+sysfs_write() {
+	if [[ $2 == *'\n'* ]] || [ "${#2}" -gt 200 ]; then
+		printf '%b' "$2" >"$tmp/val"
+		dd if="$tmp/val" of="$1" bs=64k count=1 status=none 2>/dev/null
+	else
+		printf '%b' "$2" 2>/dev/null >"$1"
 	fi
 }
 
@@ -286,10 +297,8 @@ status_sane() {
 	done
 }
 
-# the reference data reads back through the device (first MiB of each)
+# the reference data dirty in the cache reads back through the device
 quick_read_ok() {
-	dd if="$DEV" bs=1M skip=$((A_OFF >> 20)) count=1 iflag=direct status=none |
-		cmp -s -n $((1 << 20)) - "$tmp/refA" &&
 	dd if="$DEV" bs=1M skip=$((B_OFF >> 20)) count=1 iflag=direct status=none |
 		cmp -s -n $((1 << 20)) - "$tmp/refB"
 }
@@ -505,6 +514,8 @@ origin_intact() {
 	}
 	dd if="$ORIGIN" bs=64K count=1 iflag=direct status=none | cmp -s -n 65536 - /dev/zero || {
 		ktap_print_msg "the first 64 KiB of the origin (zero) were written to"
+		# zero again, so that the next groups are judged on their own
+		dd if=/dev/zero of="$ORIGIN" bs=64K count=1 oflag=direct status=none
 		return 1
 	}
 }

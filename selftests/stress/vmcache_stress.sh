@@ -316,7 +316,7 @@ flush_bounded() {
 
 final_write() { # a known write over the overlapped region, dirty in the cache
 	msg mode writeback &&
-	msg set max_dirty_age 0 && msg set writeback_low 100 && msg set writeback_high 100 &&
+	msg set max_dirty_age 0 && msg set writeback_high 100 && msg set writeback_low 100 &&
 	dd if="$tmp/final" of="$DEV" bs=1M seek="$O_OFF" oflag=direct conv=fsync status=none &&
 	read_region "$DEV" "$O_OFF" "$O_LEN" "$tmp/o4" && compare_bytes "$tmp/o4" "$tmp/final" &&
 	ktap_print_msg "dirty blocks before the remove: $(st blocks_dirty)"
@@ -338,7 +338,7 @@ on_origin() {
 
 DMESG_START="vmcache_stress-start-$$-$RANDOM"
 echo "$DMESG_START" >/dev/kmsg
-PLAN=9
+PLAN=10
 ktap_print_header
 ktap_set_plan "$PLAN"
 
