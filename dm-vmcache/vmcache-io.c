@@ -703,7 +703,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 {
 	struct vmcache *c = ti->private;
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	bool need_commit = false, wait_commit = false, is_write, seq;
+	bool need_commit = false, wait_commit = false, is_write, seq, fresh;
 	enum vmc_state st = ST_INVALID;
 	enum vmc_route route;
 	struct vmc_req rq;
@@ -748,6 +748,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	/* after the cut: the rest comes back and continues the stream */
 	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				    bio->bi_iter.bi_size, true);
+	fresh = idx == VMC_NIL;
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,
 				    bio->bi_opf & REQ_FUA, &need_commit,
@@ -791,11 +792,14 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 				wait_commit = true;
 		}
 		/*
-		 * Both devices over a clean copy: until both are flushed a
-		 * power cut may keep one version on each.  The durable
-		 * superblock must say FLUX (the cache copy wins at recovery).
+		 * Both devices over a block the disk may map (a clean copy,
+		 * or one whose dropped sub-blocks are not yet committed):
+		 * until both are flushed a power cut may keep one version on
+		 * each.  The durable superblock must say FLUX (the cache copy
+		 * wins at recovery).  Only a block allocated just now is
+		 * surely unmapped on disk.
 		 */
-		if (route == R_BOTH_WRITE && st == ST_CLEAN &&
+		if (route == R_BOTH_WRITE && !fresh &&
 		    c->md_state == VMC_MD_OK) {
 			c->flux_recent = true;
 			c->flux_inflight++;
