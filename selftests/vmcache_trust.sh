@@ -107,6 +107,18 @@ stable_block() {
 	[ "$want" = - ] || compare_bytes "$TMP/r1" "$want"
 }
 
+# VMCACHE_TRUST_SKIP="1 5": case numbers reported as skipped (to run the
+# rest against an older module, where case 1 hangs)
+CASE=0
+run_case() { # <description> <function>
+	CASE=$((CASE + 1))
+	if [[ " ${VMCACHE_TRUST_SKIP:-} " == *" $CASE "* ]]; then
+		ktap_test_skip "$1" "VMCACHE_TRUST_SKIP"
+	else
+		ktap_test_result "$1" "$2"
+	fi
+}
+
 ktap_print_header
 ktap_set_plan 12
 dmesg_mark
@@ -139,7 +151,7 @@ t_overtaken_write() {
 	rd "$DEV" 10 "$TMP/r" || return 1
 	compare_bytes "$TMP/r" "$TMP/b" || compare_bytes "$TMP/r" "$TMP/a"
 }
-ktap_test_result "overtaken write miss: flush ends, cache reloads [2]" t_overtaken_write
+run_case "overtaken write miss: flush ends, cache reloads [2]" t_overtaken_write
 stack_down
 
 # ---------------------------------------------------------------------
@@ -178,7 +190,7 @@ t_leftover_pages() {
 	compare_bytes "$TMP/r" "$TMP/p1" || return 1
 	rd "$DEV" 700 "$TMP/r" && compare_bytes "$TMP/r" "$TMP/q"
 }
-ktap_test_result "interrupted commit: leftover pages never validate [1]" t_leftover_pages
+run_case "interrupted commit: leftover pages never validate [1]" t_leftover_pages
 stack_down
 
 # ---------------------------------------------------------------------
@@ -206,7 +218,7 @@ t_flush_vs_commit() {
 	done
 	return "$bad"
 }
-ktap_test_result "flush racing a commit waits for it [8]" t_flush_vs_commit
+run_case "flush racing a commit waits for it [8]" t_flush_vs_commit
 stack_down
 
 # ---------------------------------------------------------------------
@@ -251,7 +263,7 @@ t_subblock_after_snapshot() {
 		return 1
 	}
 }
-ktap_test_result "sub-block dirtied after a commit snapshot waits [6]" t_subblock_after_snapshot
+run_case "sub-block dirtied after a commit snapshot waits [6]" t_subblock_after_snapshot
 stack_down
 
 # ---------------------------------------------------------------------
@@ -284,7 +296,7 @@ $ds $((SECTORS - ds)) delay /dev/mapper/cut_c $ds 0 /dev/mapper/cut_c $ds 8000" 
 	reboot "mode writethrough" || return 1
 	stable_block 20 -
 }
-ktap_test_result "writethrough power cut: reads stable after recovery [7]" t_writethrough_cut
+run_case "writethrough power cut: reads stable after recovery [7]" t_writethrough_cut
 stack_down
 
 # ---------------------------------------------------------------------
@@ -302,7 +314,7 @@ t_writethrough_quiet() {
 	expect blocks_used=64 blocks_dirty=0 || return 1
 	stable_block 5 -
 }
-ktap_test_result "writethrough power cut after a quiet period keeps the clean set [7]" t_writethrough_quiet
+run_case "writethrough power cut after a quiet period keeps the clean set [7]" t_writethrough_quiet
 stack_down
 
 # ---------------------------------------------------------------------
@@ -333,7 +345,7 @@ t_reload_under_commits() {
 	ktap_print_msg "12 reloads"
 	drain
 }
-ktap_test_result "reload under constant commits never reads a torn state [0]" t_reload_under_commits
+run_case "reload under constant commits never reads a torn state [0]" t_reload_under_commits
 stack_down
 
 # ---------------------------------------------------------------------
@@ -361,7 +373,7 @@ t_fua_vs_writeback() {
 	dd if=/dev/ram1 of="$TMP/o" bs=4096 count=64 iflag=direct status=none
 	compare_bytes "$TMP/o" "$TMP/v2"
 }
-ktap_test_result "FUA writes racing writeback: origin holds the newest [9]" t_fua_vs_writeback
+run_case "FUA writes racing writeback: origin holds the newest [9]" t_fua_vs_writeback
 stack_down
 
 # ---------------------------------------------------------------------
@@ -402,7 +414,7 @@ $((ds + 8)) $((SECTORS - ds - 8)) linear /dev/ram0 $((ds + 8))" &&
 		return 1
 	}
 }
-ktap_test_result "read miss never fills over a writethrough write in flight [10]" t_fill_vs_writethrough
+run_case "read miss never fills over a writethrough write in flight [10]" t_fill_vs_writethrough
 stack_down
 
 # ---------------------------------------------------------------------
@@ -420,7 +432,7 @@ t_origin_too_large() {
 	fi
 	dmesg_contains "Origin too large" || { ktap_print_msg "$out"; return 1; }
 }
-ktap_test_result "origin above 2^40 blocks refused [11]" t_origin_too_large
+run_case "origin above 2^40 blocks refused [11]" t_origin_too_large
 dm_exists zero_o && dm_remove zero_o
 
 # ---------------------------------------------------------------------
@@ -442,7 +454,7 @@ t_wide_discard() {
 		dd if="$DEV" of="$TMP/r" bs=1M count=4 iflag=direct \
 			status=none && compare_bytes "$TMP/r" "$TMP/p"
 }
-ktap_test_result "whole-device discard drops every block, data intact after [11]" t_wide_discard
+run_case "whole-device discard drops every block, data intact after [11]" t_wide_discard
 stack_down
 
 ktap_test_result "kernel log clean" check_dmesg_clean
