@@ -454,6 +454,8 @@ errors_setup() {
 	ktap_print_msg "blocks_dirty=$ERR_DIRTY"
 	[ "$ERR_DIRTY" -ge 2048 ] && origin_to_error && msg flush
 }
+# marked first: writeback may fail (and log it) before errors_setup returns
+dmesg_mark
 if errors_setup; then
 	ktap_test_pass "errors: 8 MiB held dirty, origin swapped to the error target, flush"
 else
@@ -474,7 +476,6 @@ errors_seen() {
 	[ "$(st origin_errors)" -ge 2 ] && [ "$(st blocks_dirty)" -eq "$ERR_DIRTY" ] &&
 		[ "$(st flush)" = active ] && [ "$(st data_loss)" -eq 0 ]
 }
-dmesg_mark
 if errors_seen; then
 	ktap_test_pass "errors: writeback_errors, origin_errors >= 2, degraded=1, all $ERR_DIRTY blocks still dirty, flush active"
 else
