@@ -33,7 +33,7 @@ for round in 1 2; do
 	dmsetup create kl_vmc --table "0 $OSZ vmcache $CACHE $ORIGIN 2 mode writeback" || { rc=1; break; }
 	fio --name=kl --filename=/dev/mapper/kl_vmc --rw=randrw --bs=4k --size=32M \
 		--ioengine=libaio --iodepth=8 --direct=1 --runtime=15 --time_based \
-		--output=/dev/null || rc=1
+		--eta=never --output=/dev/null || rc=1
 	dmsetup message kl_vmc 0 commit || rc=1
 	dmsetup message kl_vmc 0 "stats reset" || rc=1
 	dmsetup suspend kl_vmc && dmsetup resume kl_vmc || rc=1
@@ -54,7 +54,8 @@ sleep 6
 echo scan >"$KL"
 report=$(cat "$KL")
 n=$(grep -c '^unreferenced object' <<<"$report")
-nv=$(awk '/^unreferenced object/ { if (v) c++; v = 0; next } /vmcache/ { v = 1 } END { if (v) c++; print c + 0 }' <<<"$report")
+nv=$(awk '/^unreferenced object/ { if (v) c++; v = 0; obj = 1; next }
+	obj && /vmcache/ { v = 1 } END { if (v) c++; print c + 0 }' <<<"$report")
 say "kmemleak: $n unreferenced objects, $nv with vmcache in their backtrace"
 [ -n "$report" ] && printf '%s\n' "$report"
 [ "$nv" -eq 0 ] || rc=1
