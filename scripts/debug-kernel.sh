@@ -184,6 +184,8 @@ export VMCACHE_KVER=$release
 export VMCACHE_BUILD_DIR=$GUEST_BUILD
 
 rc=0
+# Only this run's consoles are scanned for splats below.
+rm -rf "$GUEST_BUILD/logs"
 mkdir -p "$GUEST_BUILD"
 "$ROOT/selftests/run-in-guest.sh" --test-timeout "$TEST_TIMEOUT" "$@" |
 	tee "$GUEST_BUILD/suite.log" || rc=$?
