@@ -135,9 +135,8 @@ bad_values() {
 	max=${TMAX[$t]}
 	def=${BASE[$t]}
 	[ "$min" -gt 0 ] && VALS+=($((min - 1)))
-	VALS+=($((max + 1)) $((P32 + min)) $((P32 + max)) "$(p64plus "$min")"
-		18446744073709551615 -1 "+$((max + 1))" "0x$(printf '%x' "$def")"
-		"${def}k" "$LONG_DIGITS" abc '%s%n' 1.0)
+	VALS+=($((max + 1)) $((P32 + min)) "$(p64plus "$min")" -1
+		"+$((max + 1))" "0x$(printf '%x' "$def")" abc)
 	case $t in
 	block_size) VALS+=(2048 4097 6144 $((P32 + 4096)) -4096 8192 65536) ;;
 	writeback_low) VALS+=($((BASE[writeback_high] + 1))) ;;
@@ -148,7 +147,8 @@ bad_values() {
 		VALS+=("\\ $def" "$def\\ ")
 		return
 	fi
-	VALS+=(-0 "-$max" + ++1 +-1 --1 0x 0X1 00x1 0b1 0o7 1e3 .5 '1,0' 1_0
+	VALS+=($((P32 + max)) 18446744073709551615 "${def}k" "$LONG_DIGITS"
+		'%s%n' 1.0 -0 "-$max" + ++1 +-1 --1 0x 0X1 00x1 0b1 0o7 1e3 .5 '1,0' 1_0
 		1K 1KiB NaN inf true "$P32" $((P32 - 1)) "$P64"
 		99999999999999999999999999999 "$((P32 * 2 + min))"
 		"$def $def" "$def\\n$def" "$def\\t$def" "$def\\n\\n$def" "\\n"
