@@ -41,8 +41,10 @@
 # every flush sent to it (num_flush_bios = 1), which would fail the
 # cache's commits (metadata=fail) whenever one ran during the cell; the
 # error target gets no flushes.
-# Reads and writes under CR/CW touch 3 blocks each, so a cell stays below
-# the 8 cache errors in a row that degrade the cache (degrade: case 3).
+# Reads and writes under CR/CW touch 3 blocks each, and each cell starts
+# with a read hit on L (a success ends a run of cache errors), so a cell
+# stays below the 8 cache errors in a row that degrade the cache (checked:
+# degraded=0 after each cell; degrade is case 3).
 #
 # EXPECTED OUTCOMES (ok = succeeds, and a read returns the expected data;
 # EIO = fails; the same at rest and under load):
@@ -70,14 +72,15 @@
 # pass: flush; drained (blocks_dirty=0); device = origin over blocks
 # 0..831 and = what the cells read back (blocks 512.. under load, where L
 # changes); data_loss=0; removed, the cache device passes "vmcachectl
-# check" (exit 0 or 1).
+# check" (exit 0 or 1); loaded again (must_exist 1), it returns the same
+# data over blocks 0..831.
 #
 # 2. Cache read error while writeback copies merged blocks: blocks
 #    256..303 dirty (cblocks 0..47, one merged copy), cblock 20 (block 276)
 #    unreadable, origin writes delayed 2 s (dm-delay), writeback started by
 #    writeback_low/high 0; block 296 rewritten while the copy is in flight.
-#    Expected: data_loss=1 (only block 276: the merged copy is retried per
-#    block); block 296 reads the rewrite; after heal and drain the origin
+#    Expected: data_loss=1 and one "data loss" log line, for block 276 (the
+#    merged copy is retried per block); block 296 reads the rewrite; after heal and drain the origin
 #    holds every other block exactly, 296 the rewrite, 276 its older data
 #    (also what the device returns).
 # 3. Degrade: writeback, A (blocks 0..15) dirty, A2 (320..335) clean, "error"
@@ -87,10 +90,11 @@
 #    (blocks_used and cache_errors unchanged, on the origin); reads stay
 #    correct; dirty data drains with no flush message and reaches the
 #    origin.
-# 4. Origin write errors while leaving writeback (mode writethrough, and
-#    passthrough): blocks stay dirty, writeback_errors grows, degraded=1
-#    after writeback_retries (2), dirty data reads back from the cache;
-#    healed: drained, degraded=0, origin byte-exact.
+# 4. Origin write errors while leaving writeback (mode writethrough; also
+#    passthrough with VMCACHE_FAULTS_EXTRA=2): blocks stay dirty,
+#    writeback_errors grows, degraded=1 after writeback_retries (2),
+#    dirty data reads back from the cache; healed: drained, degraded=0,
+#    origin byte-exact.
 #
 # Cost: under TCG every program started costs 0.1-1 s, so the test starts
 # few: status and tunables through sysfs (bash builtins), sleeps with
@@ -98,7 +102,8 @@
 #
 # Environment (run-in-guest.sh --env): VMCACHE_FAULTS_CELLS=MW,CW runs
 # only those faults' cells; VMCACHE_FAULTS_LOAD=none|wb|all (default wb):
-# the modes with a loaded pass; VMCACHE_FAULTS_EXTRA=0 skips cases 2-4.
+# the modes with a loaded pass; VMCACHE_FAULTS_EXTRA=0 skips cases 2-4,
+# =2 adds case 4 in passthrough.
 set -euo pipefail
 DIR=$(dirname "$0")
 # shellcheck source=lib.sh
@@ -382,11 +387,18 @@ pass_setup() {
 	local m=$1 mode=writethrough f c
 	wipe_dev "$RAMC" 1
 	[ "$m" = wb ] && mode=writeback
-	vmc_create mode "$mode" sequential_cutoff 0 "${HOLD[@]}" writeback_retries 2 || return 1
+	PASS_OPTS=(mode "$mode" sequential_cutoff 0 "${HOLD[@]}" writeback_retries 2)
+	vmc_create "${PASS_OPTS[@]}" || return 1
 	wr 0 256 "$tmp/N1" || return 1
-	for f in 0 1 2 3 4; do
-		wr "$(cbase $f)" 16 "$tmp/N1" fsync || return 1
+	for f in 0 1 2 3; do
+		wr "$(cbase $f)" 16 "$tmp/N1" || return 1
 	done
+	wr "$(cbase 4)" 16 "$tmp/N1" fsync || return 1
+	if [ -z "${DS:-}" ]; then
+		DS=$(od -An -t u8 -j 96 -N 8 "$CDEV")
+		DS=${DS// /}
+		ktap_print_msg "data_start $DS"
+	fi
 	for f in 0 1 2 3 4; do
 		rd $(($(cbase $f) + 16)) 16 || return 1
 	done
@@ -497,9 +509,15 @@ cell() {
 		if [ "${FAULT_IDX[$i]}" = "$f" ]; then c=$(cbase "$i"); fi
 	done
 	t0=$(now_ms)
+	# a read hit on a healthy block (L) first: the run of cache errors
+	# starts at 0 (the blocks a cell's errors hit may be dropped, so its
+	# read-back may be all misses, which do not end a run)
+	rd 255 1 || { ktap_print_msg "read of block 255 failed"; rc=1; }
 	inject "$f" "$c" || { ktap_print_msg "cannot inject $f"; return 1; }
 	t1=$(now_ms)
 	cell_actions "$f" "$m" "$c" || rc=1
+	# fewer than 8 cache errors in a row: the cell did not degrade the cache
+	want degraded 0 || rc=1
 	t2=$(now_ms)
 	heal_of "$f" || { ktap_print_msg "cannot heal"; return 1; }
 	cell_readback "$c" || rc=1
@@ -529,6 +547,26 @@ pass_end() {
 	fi
 	vmc_remove || rc=1
 	check_cache_dev || rc=1
+	return "$rc"
+}
+
+# pass_reload: loaded again (metadata=fail since MW: the disk holds the
+# commit before it), the cache returns the same data as before the removal
+pass_reload() {
+	local rc=0
+	[ -s "$tmp/dev" ] || return 1
+	if vmc_create "${PASS_OPTS[@]}" must_exist 1; then
+		rd 0 832 || { ktap_print_msg "read after the reload failed"; rc=1; }
+		if ! "${CMP[@]}" -s "$tmp/dev" "$tmp/r"; then
+			ktap_print_msg "after remove and reload, blocks ( $(badblocks "$tmp/r" 0 832 "$tmp/dev")) differ from what the device returned before"
+			ktap_print_msg "of these, holding neither that nor the set-up data (BASE; else: a stale cached copy): ( $(badblocks "$tmp/r" 0 832 "$tmp/dev" "$tmp/BASE"))"
+			rc=1
+		fi
+		vmc_remove || rc=1
+	else
+		ktap_print_msg "reload with must_exist 1 refused"
+		rc=1
+	fi
 	return "$rc"
 }
 
@@ -565,7 +603,10 @@ run_pass() {
 		fi
 	done
 	stop_load
+	rm -f "$tmp/dev"
 	run_case "$m $l: drained, device = origin = read-backs, data_loss=0, vmcachectl check" pass_end "$first"
+	if dm_exists "$NAME"; then vmc_remove || true; fi
+	run_case "$m $l: loaded again (must_exist 1), it returns the same data" pass_reload
 	dm_exists "$NAME" && vmc_remove
 	origin_heal && cache_heal || true
 }
@@ -586,6 +627,7 @@ wb_read_error() {
 		{ ktap_print_msg "cblocks 0..47 do not hold blocks 256..303"; return 1; }
 	cache_fault "$(cbs error 20 1)" || return 1
 	origin_fault "$(obs delay 0 $((OSZ / 8)))" || return 1
+	dmesg_mark
 	tun writeback_low 0 && tun writeback_high 0 || return 1
 	wait_for 10 wb_inflight || { ktap_print_msg "writeback did not start"; rc=1; }
 	expect_rc ok "rewrite of block 296 during the copy" wr 296 1 "$tmp/N1" || rc=1
@@ -597,6 +639,8 @@ wb_read_error() {
 	nap 0.5
 	log_status
 	want data_loss 1 || rc=1
+	v=$(grep -o 'cannot read dirty origin block [0-9]*' <<<"$(dmesg_since_mark)" | awk '{ printf "%s ", $NF }') || true
+	[ "$v" = "276 " ] || { ktap_print_msg "data loss logged for origin blocks ( $v), expected ( 276 )"; rc=1; }
 	check_read ok "device blocks 256..303 (276: the origin's older data, 296: the rewrite)" 256 48 "$tmp/E" || rc=1
 	return "$rc"
 }
@@ -715,11 +759,13 @@ all) LOADED=(wt wb pt) ;;
 *) LOADED=(wb) ;;
 esac
 EXTRA=${VMCACHE_FAULTS_EXTRA:-1}
+[ "$EXTRA" = 2 ] && PLAN_LWB=4 || PLAN_LWB=2
+[ "$EXTRA" = 0 ] || EXTRA=1
 PASSES=()
 for m in wt wb pt; do PASSES+=("$m:rest"); done
 for m in "${LOADED[@]}"; do PASSES+=("$m:load"); done
-PLAN=$((${#PASSES[@]} * (${#FAULTS[@]} + 2) + 1 + 1))
-[ "$EXTRA" = 1 ] && PLAN=$((PLAN + 2 + 4 + 4))
+PLAN=$((${#PASSES[@]} * (${#FAULTS[@]} + 3) + 1 + 1))
+[ "$EXTRA" = 1 ] && PLAN=$((PLAN + 2 + 4 + PLAN_LWB))
 ktap_print_header
 ktap_set_plan "$PLAN"
 
@@ -734,12 +780,9 @@ cleanup_push "dmsetup load vmcf_o --table '0 $OSZ linear $RAMO 0'; dmsetup resum
 make_data
 "${DD[@]}" if="$tmp/ORIG" of="$ODEV" bs=1M oflag=direct status=none
 
-# data_start: format once and read the superblock
-wipe_dev "$RAMC" 1
-vmc_create || ktap_exit_fail_msg "cannot create the cache"
-vmc_remove
-DS=$(od -An -t u8 -j 96 -N 8 "$CDEV" | tr -d ' ')
-ktap_print_msg "cache $((CSZ / 2048)) MiB (data_start $DS), origin $((OSZ / 2048)) MiB; set-up $(($(now_ms) - T_START)) ms"
+# (data_start: read from the superblock by the first pass)
+DS=
+ktap_print_msg "cache $((CSZ / 2048)) MiB, origin $((OSZ / 2048)) MiB; set-up $(($(now_ms) - T_START)) ms"
 
 # the cblock layout the cache faults rely on (a fresh cache allocates in
 # first-touch order), checked on the first pass's set-up: A of cell 0 in
@@ -771,8 +814,11 @@ if [ "$EXTRA" = 1 ]; then
 	dm_exists "$NAME" && vmc_remove
 	cache_heal || true
 
-	# (the origin's blocks 0..15 hold N2 after case 3: each write differs)
-	for m in writethrough:N1 passthrough:N2; do
+	# (the origin's blocks 0..15 hold N2 after case 3, so N1 differs;
+	# "mode passthrough" takes the same path: VMCACHE_FAULTS_EXTRA=2)
+	LWB=(writethrough:N1)
+	[ "${VMCACHE_FAULTS_EXTRA:-1}" = 2 ] && LWB+=(passthrough:N2)
+	for m in "${LWB[@]}"; do
 		run_case "origin write errors on leaving writeback (mode ${m%:*}): dirty kept, retried, degraded=1, data readable" leave_wb_errors "${m%:*}" "$tmp/${m#*:}"
 		run_case "origin write errors on leaving writeback (mode ${m%:*}): healed: drained, degraded=0, origin byte-exact" leave_wb_heal
 		dm_exists "$NAME" && vmc_remove
