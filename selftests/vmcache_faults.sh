@@ -463,11 +463,9 @@ cell_actions() {
 		check_write "$e" "write A2'" $((c + 16)) 3 "$tmp/N2" || rc=1
 		check_write "$e" "write B'" $((c + 32)) 3 "$tmp/N2" || rc=1
 		WRITES=$e
-		if [ "$e" = ok ]; then
-			check_read ok "read A, A2', B'" "$c" 48 "$tmp/NEW" || rc=1
-		else
-			check_read ok "read A" "$c" 16 "$tmp/BASE" || rc=1
-		fi
+		# (A2 and B are read back after the heal: reads of the failing
+		# cblocks would add cache errors and degrade the cache)
+		check_read ok "read A" "$c" 16 "$tmp/BASE" || rc=1
 		;;
 	MW)
 		expect_rc EIO "commit message" msg commit || rc=1

@@ -28,16 +28,18 @@
 # fault is in place before the changes the operation commits are made
 # (so a periodic commit that runs first is the one that meets it).
 #
-# Operations (prep: blank cache, A = blocks 0..15 written and fsynced;
-# then under the fault C = blocks 32..47 written without a flush):
-#   format      dmsetup create on a blank device (no prep, no C)
-#   commit      the "commit" message
-#   writeback   the "flush" message, waited for
-#   modeswitch  writeback -> writethrough (the drain), waited for
-#   reload      the same table loaded and resumed
+# Operations (prep: blank cache, A = blocks 0..15 written and fsynced):
+#   format      dmsetup create on a blank device (no prep)
+#   commit      C = blocks 32..47 written under the fault, no flush; the
+#               "commit" message
+#   writeback   C written and committed (dirty) before the fault; the
+#               "flush" message, waited for (its commits mark A, C clean)
+#   modeswitch  as writeback, with writeback -> writethrough (the drain)
+#   reload      C written under the fault; the same table loaded, resumed
 # After each point: remove, heal, load again with "must_exist 1" (a failed
 # format must leave a device that must_exist refuses and that formats
-# again); A reads back exactly, C per block the old or the new data,
+# again); A reads back exactly, C per block the old or the new data (new
+# exactly where it was committed before the operation),
 # blocks 16..31 the origin's; removed, "vmcachectl check" exits 0 or 1;
 # loaded once more, the same data (stable: a page copy left by the
 # failed commit must not become valid with the next commit's number).
@@ -175,12 +177,17 @@ units_between() {
 	done <"$tmp/pages" | sort -n -k1,1 -k2,2 -k3,3 | while read -r _ _ p; do echo "$((p * 8)):8"; done
 }
 
-# check_data: A exact, 16..31 the origin's, C old or new per block
+# check_data: A exact, 16..31 the origin's, C old or new per block (new
+# when C was committed before the operation: C_DURABLE=1)
 check_data() {
 	local bad
 	"${DD[@]}" if="$DEV" of="$tmp/r" bs="$BS" count=48 iflag=direct status=none 2>/dev/null ||
 		{ ktap_print_msg "read of blocks 0..47 failed"; return 1; }
 	"${CMP[@]}" -s -n $((48 * BS)) "$tmp/r" "$tmp/EXP_NEW" && return 0
+	if [ "$C_DURABLE" = 1 ]; then
+		ktap_print_msg "blocks ( $("${CMP[@]}" -l "$tmp/r" "$tmp/EXP_NEW" | awk '{ b = int(($1 - 1) / 4096); if (!(b in s)) { s[b] = 1; printf "%d ", b } }')) differ (C was committed before the operation)"
+		return 1
+	fi
 	"${CMP[@]}" -s -n $((48 * BS)) "$tmp/r" "$tmp/EXP_OLD" && return 0
 	bad=$(for f in EXP_NEW EXP_OLD; do
 		"${CMP[@]}" -l -n $((48 * BS)) "$tmp/r" "$tmp/$f" 2>/dev/null |
@@ -201,12 +208,18 @@ check_cache_dev() {
 	fi
 }
 
-# prep: blank cache, origin blocks 0..47 reset, A written and fsynced
+# prep <op>: blank cache, origin blocks 0..47 reset, A written and
+# fsynced; for writeback and modeswitch also C, committed (dirty): the
+# operation's own commits (marking blocks clean) are what meets the fault
 prep() {
 	wipe_dev "$RAMC" 1
 	"${DD[@]}" if="$tmp/ORIG" of="$ODEV" bs="$BS" count=48 oflag=direct status=none || return 1
 	vmc_create "${OPTS[@]}" || return 1
-	wr 0 16 "$tmp/N1" fsync
+	wr 0 16 "$tmp/N1" fsync || return 1
+	case $1 in
+	writeback | modeswitch)
+		wr 32 16 "$tmp/N2" && dmsetup message "$NAME" 0 commit ;;
+	esac
 }
 
 # op_run <op> [dry]: C written, then the operation (its result is not
@@ -214,7 +227,10 @@ prep() {
 # that follow (an injected run needs not: what it did not commit yet,
 # the removal commits under the same fault)
 op_run() {
-	wr 32 16 "$tmp/N2" || ktap_print_msg "$1: write of C failed"
+	case $1 in
+	commit | reload)
+		wr 32 16 "$tmp/N2" || ktap_print_msg "$1: write of C failed" ;;
+	esac
 	case $1 in
 	commit)
 		dmsetup message "$NAME" 0 commit 2>/dev/null || true ;;
@@ -264,6 +280,7 @@ inj_check() {
 }
 
 INJ_TOTAL=0
+C_DURABLE=0
 INJ_PASS=0
 INJ_FAILED=()
 
@@ -272,8 +289,10 @@ inj_op() {
 	local op=$1 n nu rc=0 w0 w t0
 	local -a units
 	t0=$(now_ms)
+	C_DURABLE=0
+	case $op in writeback | modeswitch) C_DURABLE=1 ;; esac
 	# dry run: the writes it makes, and the control
-	prep || { ktap_print_msg "$op: prep failed"; return 1; }
+	prep "$op" || { ktap_print_msg "$op: prep failed"; return 1; }
 	snap_md "$tmp/md0"
 	w0=$(writes_of)
 	op_run "$op" dry
@@ -292,7 +311,7 @@ inj_op() {
 	fi
 	for ((n = 0; n < nu; n++)); do
 		INJ_TOTAL=$((INJ_TOTAL + 1))
-		if ! prep; then
+		if ! prep "$op"; then
 			ktap_print_msg "$op N=$n: prep failed"
 			INJ_FAILED+=("$op/$n")
 			rc=1
