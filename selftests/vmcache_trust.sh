@@ -231,9 +231,9 @@ t_subblock_after_snapshot() {
 		status=none || return 1
 	drain || return 1
 	msg commit || return 1
-	# every cache write (data, pages, superblocks) now takes 2 s
+	# every cache write (data, pages, superblocks) now takes 4 s
 	dmsetup suspend dc &&
-		dmsetup load dc --table "0 $SECTORS delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 2000" &&
+		dmsetup load dc --table "0 $SECTORS delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 4000" &&
 		dmsetup resume dc || return 1
 	pattern "$TMP/a"
 	pattern "$TMP/b"
@@ -245,7 +245,7 @@ t_subblock_after_snapshot() {
 	sleep 1
 	wr "$TMP/b" 2 &			# sub-block 1, after n's snapshot
 	local pb=$!
-	# commit n durable, n+1 (with sub-block 1) under way for 4 s
+	# commit n durable, n+1 (with sub-block 1) under way for 8 s
 	for ((i = 0; i < 200; i++)); do
 		[ "$(st commits)" -gt "$n0" ] && break
 		sleep 0.05
@@ -389,9 +389,9 @@ t_fill_vs_writethrough() {
 	msg commit || return 1
 	ds=$(data_start)
 	dmsetup suspend cut_o &&
-		dmsetup load cut_o --table "0 $SECTORS delay /dev/ram1 0 0 /dev/ram1 0 3000" &&
+		dmsetup load cut_o --table "0 $SECTORS delay /dev/ram1 0 0 /dev/ram1 0 10000" &&
 		dmsetup resume cut_o || return 1
-	wr "$TMP/new" 0 &			# origin write held 3 s
+	wr "$TMP/new" 0 &			# origin write held 10 s
 	pid=$!
 	sleep 0.5
 	# a read hit fails on the cache: the copy is dropped, the read retried
