@@ -58,7 +58,7 @@ require_module dm-log-writes brd
 REPLAY=$DIR/tools/replay-log
 [ -x "$REPLAY" ] || ktap_skip_all "$REPLAY not built (make -C selftests)"
 
-CACHE_MIB=3
+CACHE_MIB=5
 ORIGIN_MIB=4
 TOTAL_MIB=$((CACHE_MIB + ORIGIN_MIB))
 CACHE_SECT=$((CACHE_MIB * 2048))
@@ -225,6 +225,20 @@ failed() {
 
 BASE_END=-1
 
+# origin_writes <diff output> <entry>: the log entries that wrote the origin
+# copy of the first block a diff reports (4 KiB units of the device), up
+# to 40 entries past the crash point: when the origin copy landed
+origin_writes() {
+	local blk s
+	blk=$(sed -n 's/^block \([0-9]*\) .*/\1/p' <<<"$1" | head -n 1)
+	[ -n "$blk" ] || return 0
+	s=$((CACHE_SECT + blk * 8))
+	echo "origin writes to block $blk (sector $s of the log device): $(awk -v s="$s" -v n="$2" '
+		$1 ~ /^[0-9]+$/ && $4 > 0 && $3 <= s && s < $3 + $4 && $1 <= n + 40 {
+			printf "%s%d %s%s", sep, $1, $2, ($1 > n ? " (after the point)" : ""); sep = ", "
+		}' "$tmp/list.$PASS")"
+}
+
 # replay_point <entry> <policy> <kind>
 replay_point() {
 	local entry=$1 policy=$2 kind=$3 ctx durable issued mode flush label out rc
@@ -272,11 +286,11 @@ replay_point() {
 	msg invalidate && read_dev "$DEV" "$tmp/r2" || return 1
 	out=$("$REPLAY" diff "$tmp/r1" "$tmp/r2") ||
 		failed invalidate "$label" "blocks_dirty=$dirty at load; first read, then the read after invalidate:" \
-			"$(tail -n 1 <<<"$out")" "$(head -n 4 <<<"$out")"
+			"$(tail -n 1 <<<"$out")" "$(head -n 3 <<<"$out")" "$(origin_writes "$out" "$entry")"
 	if msg flush && wait_clean 20 && msg invalidate && read_dev "$DEV" "$tmp/r3"; then
 		out=$("$REPLAY" diff "$tmp/r1" "$tmp/r3") ||
 			failed flush "$label" "blocks_dirty=$dirty at load; first read, then the read after flush and invalidate:" \
-				"$(tail -n 1 <<<"$out")" "$(head -n 4 <<<"$out")"
+				"$(tail -n 1 <<<"$out")" "$(head -n 3 <<<"$out")" "$(origin_writes "$out" "$entry")"
 	else
 		failed flush "$label" "the drain did not finish: $(status_line)"
 	fi
