@@ -610,7 +610,7 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 		if (wb)
 			return R_CACHE_WRITE;
 		/* failed metadata cannot record a drop: keep the copy in step */
-		if (!md_ok && !b->writers && mode != VMC_MODE_PASSTHROUGH)
+		if (!md_ok && !b->writers)
 			return R_BOTH_WRITE;
 		if (mode == VMC_MODE_PASSTHROUGH || b->writers ||
 		    !may_allocate(c)) {
