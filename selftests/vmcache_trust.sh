@@ -242,7 +242,7 @@ t_subblock_after_snapshot() {
 	n0=$(st commits)
 	wr "$TMP/a" 0 &			# sub-block 0: commit n records it
 	local pa=$!
-	sleep 1
+	sleep 2				# n's snapshot taken, its pages in flight
 	wr "$TMP/b" 2 &			# sub-block 1, after n's snapshot
 	local pb=$!
 	# commit n durable, n+1 (with sub-block 1) under way for 8 s
