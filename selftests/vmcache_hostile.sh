@@ -314,7 +314,8 @@ group_end() {
 		dmsetup reload "$NAME" --table "$EXPECT_TABLE" >/dev/null 2>&1 &&
 			dmsetup resume "$NAME" >/dev/null 2>&1 || true
 	fi
-	if [ "$G_CAT" != sysfs ]; then
+	# (each dmsetup call costs ~0.2 s under TCG: only where a table loads)
+	if [ "$G_CAT" = reload ] || [ "$G_CAT" = create ]; then
 		info=$(dmsetup info "$NAME" 2>&1) || true
 		if [[ $info == *INACTIVE* ]] || [[ $info != *ACTIVE* ]]; then
 			ktap_print_msg "dmsetup info: $info"
@@ -718,7 +719,7 @@ group_end blank_still_blank
 group_begin create "table create: bad values of every tunable"
 for t in "${TUNABLES[@]}"; do
 	bad_values "$t" short
-	for v in "${VALS[@]:0:4}"; do
+	for v in "${VALS[@]:0:3}"; do
 		try_create "$C_HEAD 2 $t $v"
 	done
 done
