@@ -607,7 +607,8 @@ int vmc_md_load(struct vmcache *c, char **error)
 	/* the policy marked what it loaded; only these need writing */
 	bitmap_copy(c->mpage_dirty, leftover, c->layout.nr_mpages);
 	bitmap_free(leftover);
-	if (!r && c->loaded_flux) {
+	/* a reload's constructor: FLUX is the live table's, not a crash's */
+	if (!r && c->loaded_flux && !c->live_sibling) {
 		n = recover_flux(c);
 		if (n)
 			DMWARN("%s: unclean shutdown in flux: %u cached blocks to write back",
@@ -657,8 +658,9 @@ int vmc_md_refresh(struct vmcache *c, char **error)
 	u64 seq;
 	int r = disk_seq(c, &seq, error);
 
-	if (r || seq == c->seq)
+	if (r || (seq == c->seq && !c->live_sibling))
 		return r;
+	c->live_sibling = false;
 	return reload(c, error);
 }
 

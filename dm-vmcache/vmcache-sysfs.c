@@ -92,7 +92,7 @@ static ssize_t vmc_attr_store_fn(struct kobject *kobj, struct attribute *attr,
 
 	if (t < 0)
 		return -EACCES;
-	if (len >= sizeof(val))
+	if (len >= sizeof(val) || memchr(buf, 0, len))
 		return -EINVAL;
 	memcpy(val, buf, len);
 	val[len] = 0;
@@ -120,13 +120,48 @@ static const struct kobj_type vmc_ktype = {
 	.release = vmc_kobj_release,
 };
 
-int vmc_sysfs_add(struct vmcache *c)
+/* adds and removals, and renames of other caches' directories */
+static DEFINE_MUTEX(vmc_sysfs_lock);
+
+/* the dm name now (dmsetup rename changes it under a live table) */
+static void refresh_name(struct vmcache *c)
+{
+	struct mapped_device *md = dm_table_get_md(c->ti->table);
+	char name[DM_NAME_LEN];
+
+	if (dm_copy_name_and_uuid(md, name, NULL))
+		return;
+	if (strcmp(name, c->name))
+		strscpy(c->name, name, DM_NAME_LEN);
+}
+
+/*
+ * A directory of this name may belong to a cache renamed since its resume:
+ * move it to its cache's new name first.
+ */
+static void rename_stale(const char *name)
+{
+	struct kobject *k = kset_find_obj(caches_kset, name);
+	struct vmc_sysfs_dir *d;
+
+	if (!k)
+		return;
+	d = container_of(k, struct vmc_sysfs_dir, kobj);
+	refresh_name(d->c);
+	if (strcmp(d->c->name, name) && kobject_rename(k, d->c->name))
+		DMWARN("%s: cannot rename sysfs directory", d->c->name);
+	kobject_put(k);
+}
+
+static int sysfs_add_locked(struct vmcache *c)
 {
 	struct vmc_sysfs_dir *d;
 	int r;
 
 	if (c->sysfs)
 		return 0;
+	refresh_name(c);
+	rename_stale(c->name);
 	d = kzalloc(sizeof(*d), GFP_KERNEL);
 	if (!d)
 		return -ENOMEM;
@@ -141,14 +176,45 @@ int vmc_sysfs_add(struct vmcache *c)
 	return 0;
 }
 
+int vmc_sysfs_add(struct vmcache *c)
+{
+	int r;
+
+	mutex_lock(&vmc_sysfs_lock);
+	r = sysfs_add_locked(c);
+	mutex_unlock(&vmc_sysfs_lock);
+	return r;
+}
+
+/* periodic: follow a dmsetup rename (dm tells targets nothing of it) */
+void vmc_sysfs_refresh(struct vmcache *c)
+{
+	char old[DM_NAME_LEN];
+
+	mutex_lock(&vmc_sysfs_lock);
+	if (c->sysfs) {
+		strscpy(old, c->name, sizeof(old));
+		refresh_name(c);
+		if (strcmp(old, c->name)) {
+			rename_stale(c->name);
+			if (kobject_rename(&c->sysfs->kobj, c->name))
+				DMWARN("%s: cannot rename sysfs directory",
+				       c->name);
+		}
+	}
+	mutex_unlock(&vmc_sysfs_lock);
+}
+
 void vmc_sysfs_del(struct vmcache *c)
 {
-	if (!c->sysfs)
-		return;
-	/* kobject_del waits until no show/store runs on it */
-	kobject_del(&c->sysfs->kobj);
-	kobject_put(&c->sysfs->kobj);
-	c->sysfs = NULL;
+	mutex_lock(&vmc_sysfs_lock);
+	if (c->sysfs) {
+		/* kobject_del waits until no show/store runs on it */
+		kobject_del(&c->sysfs->kobj);
+		kobject_put(&c->sysfs->kobj);
+		c->sysfs = NULL;
+	}
+	mutex_unlock(&vmc_sysfs_lock);
 }
 
 int vmc_sysfs_init(void)

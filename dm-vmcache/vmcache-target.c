@@ -453,8 +453,15 @@ static int claim_devices(struct vmcache *c, char **error)
 		dev_t ocd = o->cache_dev->bdev->bd_dev;
 		dev_t ood = o->origin_dev->bdev->bd_dev;
 
-		if (dm_table_get_md(o->ti->table) == md)
+		if (dm_table_get_md(o->ti->table) == md) {
+			/* a reload must not turn the live origin into a cache */
+			if (ood == cd || ocd == od) {
+				*error = "Cache and origin swapped against the live table";
+				r = -EINVAL;
+				break;
+			}
 			continue;
+		}
 		if (ocd == cd || ood == cd || ocd == od || ood == od) {
 			*error = "Device already used by another vmcache device";
 			r = -EBUSY;
@@ -496,6 +503,7 @@ static int load_metadata(struct vmcache *c, bool bs_given, char **error)
 			live = o;
 	if (live)
 		mutex_lock(&live->commit_lock);
+	c->live_sibling = live;
 	/* before a blank cache is formatted, then with the real block size */
 	r = origin_fits(c, ilog2(c->tun[VMC_T_BLOCK_SIZE] >> SECTOR_SHIFT),
 			error);
@@ -537,6 +545,7 @@ static void periodic_work(struct work_struct *ws)
 	spin_lock_irq(&c->lock);
 	c->flux_recent = false;
 	spin_unlock_irq(&c->lock);
+	vmc_sysfs_refresh(c);
 	/* bounds the time clean-marking and evictions wait for a commit */
 	queue_work(c->wq, &c->commit_work);
 	queue_delayed_work(c->wq, &c->periodic_work, VMC_COMMIT_PERIOD);
@@ -585,6 +594,11 @@ static int parse_options(struct vmcache *c, struct dm_arg_set *as,
 
 	if (!as->argc)
 		return 0;
+	/* dm_read_arg_group's sscanf would wrap 2^32 + 2 to 2 */
+	if (kstrtouint(as->argv[0], 10, &argc)) {
+		*error = "Invalid number of optional arguments";
+		return -EINVAL;
+	}
 	r = dm_read_arg_group(_args, as, &argc, error);
 	if (r)
 		return r;

@@ -200,6 +200,7 @@ struct vmcache {
 	bool sb_clean;			/* the durable superblock says clean */
 	bool md_frozen;			/* suspended: no commit until resume */
 	bool loaded_flux;		/* loaded after a power cut in FLUX */
+	bool live_sibling;		/* loaded beside a live table: redo */
 	/* an origin write completed since the last origin flush */
 	atomic_t origin_unflushed;
 	u64 seq;			/* last durable commit */
@@ -310,5 +311,6 @@ int vmc_sysfs_init(void);
 void vmc_sysfs_exit(void);
 int vmc_sysfs_add(struct vmcache *c);
 void vmc_sysfs_del(struct vmcache *c);
+void vmc_sysfs_refresh(struct vmcache *c);
 
 #endif /* DM_VMCACHE_H */

@@ -543,13 +543,22 @@ accepted_forms() {
 # ------------------------------------------------------------ rename
 
 # The sysfs directory is named after the dm device
-# (caches/<dm-name>/): after "dmsetup rename" it must follow the new name,
-# and a new device created under the old name must get its own.
+# (caches/<dm-name>/): after "dmsetup rename" it must follow the new name
+# (within the cache's one-second housekeeping: dm tells a target nothing
+# of a rename), and a new device created under the old name, even at once,
+# must get its own.
+renamed_dir() {
+	[ -d "$SYS/vmc_hrenamed" ] && [ ! -d "$SYS/$NAME" ]
+}
 rename_case() {
-	local rc=0
+	local rc=0 i
 	dmsetup rename "$NAME" vmc_hrenamed || return 1
 	cleanup_push "dmsetup rename vmc_hrenamed $NAME"
-	if [ ! -d "$SYS/vmc_hrenamed" ] || [ -d "$SYS/$NAME" ]; then
+	for ((i = 0; i < 30; i++)); do
+		renamed_dir && break
+		sleep 0.1
+	done
+	if ! renamed_dir; then
 		ktap_print_msg "after rename $NAME -> vmc_hrenamed: $(cd "$SYS" && echo *)"
 		rc=1
 	fi
@@ -569,6 +578,10 @@ rename_case() {
 	fi
 	dmsetup rename vmc_hrenamed "$NAME" || rc=1
 	cleanup_pop
+	for ((i = 0; i < 30; i++)); do
+		[ -d "$SYS/$NAME" ] && break
+		sleep 0.1
+	done
 	[ -d "$SYS/$NAME" ] || { ktap_print_msg "$SYS/$NAME gone after renaming back"; rc=1; }
 	return "$rc"
 }
