@@ -12,6 +12,8 @@
 #   make test-6.12       the guest selftests booting Debian's 6.12 kernel
 #   make test-debug      the guest selftests on a debug 6.1 kernel (KASAN,
 #                        lockdep, ...), built once by scripts/debug-kernel.sh
+#   make stress          10 minutes of verified concurrent I/O under mode,
+#                        policy, flush, suspend and reload churn (not in CI)
 #   make demo            throwaway guest: cache over emulated disks, workload
 #   make bench           side-by-side benchmark against the peers
 
@@ -25,7 +27,7 @@ CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
 .PHONY: all module userspace lint checkpatch sparse compat-check deps install \
 	test unit-test guest-test demo bench clean check-kdir module-6.12 \
-	test-6.12 test-debug module-private
+	test-6.12 test-debug module-private stress
 
 all: module
 
@@ -101,6 +103,12 @@ test-6.12: module-6.12 userspace
 # Not part of `make test`: the first kernel build takes long.
 test-debug: userspace
 	scripts/debug-kernel.sh
+
+# the concurrency stress (not in CI): STRESS_MINUTES=10 by default
+STRESS_MINUTES ?= 10
+stress: module userspace
+	selftests/run-in-guest.sh --test-timeout $$(( $(STRESS_MINUTES) * 60 + 900 )) \
+		--env STRESS_MINUTES=$(STRESS_MINUTES) stress/vmcache_stress.sh
 
 test:
 	scripts/run-all-tests.sh
