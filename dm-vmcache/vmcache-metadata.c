@@ -607,7 +607,13 @@ int vmc_md_load(struct vmcache *c, char **error)
 	/* the policy marked what it loaded; only these need writing */
 	bitmap_copy(c->mpage_dirty, leftover, c->layout.nr_mpages);
 	bitmap_free(leftover);
-	/* a reload's constructor: FLUX is the live table's, not a crash's */
+	/*
+	 * A reload's constructor: FLUX is the live table's, not a crash's.
+	 * live_sibling stays set only when recovery was skipped, so that the
+	 * first resume loads again (an unchanged cache is not read twice).
+	 */
+	if (!c->loaded_flux)
+		c->live_sibling = false;
 	if (!r && c->loaded_flux && !c->live_sibling) {
 		n = recover_flux(c);
 		if (n)
