@@ -422,10 +422,16 @@ msg() {
 # drain: write back every dirty block; wait (at most 60 s) for
 # blocks_dirty=0 and flush=idle
 drain() {
-	local i
+	local i dirty
 	msg flush || return 1
 	for ((i = 0; i < 600; i++)); do
-		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
+		dirty=$(st blocks_dirty)
+		[ "$dirty" = 0 ] && [ "$(st flush)" = idle ] && return 0
+		# a flush ends when what was dirty at its start is clean: data
+		# dirtied by a write still in flight then needs another
+		if [ "$dirty" != 0 ] && [ "$(st flush)" = idle ]; then
+			msg flush || return 1
+		fi
 		sleep 0.1
 	done
 	ktap_print_msg "not drained after 60 s: $(status_line)"

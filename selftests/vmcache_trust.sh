@@ -338,6 +338,7 @@ t_reload_under_commits() {
 	done
 	kill "$loop"
 	wait "$loop" 2>/dev/null
+	sleep 1				# its last dd may outlive it
 	[ "$bad" = 0 ] || return 1
 	ktap_print_msg "12 reloads"
 	drain
