@@ -840,17 +840,6 @@ int vmc_md_commit(struct vmcache *c, bool clean, struct bio_list *waiting)
 }
 
 /*
- * Suspended with nothing to commit: the disk already holds this state, so
- * a reload finds the sequence number it loaded and reads nothing again.
- */
-void vmc_md_freeze(struct vmcache *c)
-{
-	mutex_lock(&c->commit_lock);
-	c->md_frozen = true;
-	mutex_unlock(&c->commit_lock);
-}
-
-/*
  * What a REQ_PREFLUSH needs: every write completed before it durable with
  * the mappings that describe it.  Under commit_lock, so a commit already
  * under way (its snapshot maybe older than those writes) is finished first

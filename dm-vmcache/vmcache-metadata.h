@@ -37,9 +37,6 @@ int vmc_md_commit(struct vmcache *c, bool clean, struct bio_list *waiting);
  */
 int vmc_md_flush(struct vmcache *c, struct bio_list *waiting);
 
-/* no commit until the next resume (suspend with nothing to commit) */
-void vmc_md_freeze(struct vmcache *c);
-
 /* is there anything a commit would write? */
 bool vmc_md_changed(struct vmcache *c);
 

@@ -763,8 +763,7 @@ static void vmc_dtr(struct dm_target *ti)
 /*
  * Every table goes through here before its destructor (dm suspends a
  * device before removing it), so this is where the final state is
- * committed, marked as a clean shutdown; when nothing changed since the
- * last commit, nothing is written (a reload then reads nothing again).
+ * committed, marked as a clean shutdown.
  */
 static void vmc_postsuspend(struct dm_target *ti)
 {
@@ -772,12 +771,7 @@ static void vmc_postsuspend(struct dm_target *ti)
 
 	vmc_sysfs_del(c);
 	quiesce(c);
-	if (!c->loaded || c->md_state != VMC_MD_OK)
-		return;
-	/* FLUX on disk: the clean-shutdown commit clears it */
-	if (!vmc_md_changed(c) && !c->flux_ondisk)
-		vmc_md_freeze(c);
-	else if (vmc_commit(c, true))
+	if (c->loaded && c->md_state == VMC_MD_OK && vmc_commit(c, true))
 		DMERR("%s: metadata commit at suspend failed", c->name);
 }
 
