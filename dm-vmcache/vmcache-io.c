@@ -368,9 +368,6 @@ static void discard_block(struct vmcache *c, u32 idx, bool *need_commit)
 	*need_commit = true;
 }
 
-/* blocks looked at per lock hold while dropping a discarded range */
-#define VMC_SCAN_CHUNK	1024u
-
 static void discard_range(struct vmcache *c, u64 first, u64 last,
 			  bool *need_commit)
 {
@@ -410,7 +407,7 @@ void vmc_discard_work(struct work_struct *ws)
 
 		if (last - first <= c->nr_blocks) {
 			for (ob = first; ob < last; ob += n) {
-				n = min_t(u64, last - ob, VMC_SCAN_CHUNK);
+				n = min_t(u64, last - ob, VMC_SCAN_STEP);
 				discard_range(c, ob, ob + n, &need_commit);
 				cond_resched();
 			}
@@ -418,7 +415,7 @@ void vmc_discard_work(struct work_struct *ws)
 			for (i = 0; i < c->nr_blocks; i += n) {
 				u32 j;
 
-				n = min(c->nr_blocks - i, VMC_SCAN_CHUNK);
+				n = min(c->nr_blocks - i, VMC_SCAN_STEP);
 				spin_lock_irq(&c->lock);
 				for (j = i; j < i + n; j++) {
 					struct vmc_block *b = &c->blocks[j];
@@ -452,7 +449,7 @@ static bool map_discard(struct vmcache *c, struct bio *bio)
 	remap(c, bio, false, 0, 0);
 	if (last <= first)
 		return false;
-	if (last - first > VMC_SCAN_CHUNK) {
+	if (last - first > VMC_SCAN_STEP) {
 		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 
 		pb->ob_first = first;
@@ -826,8 +823,6 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		remap(c, bio, true, idx, rq.offset);
 		break;
 	case R_BOTH_WRITE:
-		remap(c, bio, false, 0, 0);
-		break;
 	case R_READ_FILL:
 	case R_ORIGIN:
 		remap(c, bio, false, 0, 0);

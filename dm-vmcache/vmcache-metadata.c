@@ -515,8 +515,8 @@ static int reread_sb(struct vmcache *c, char **error)
 	c->loaded_dirty = le64_to_cpu(sb[best]->nr_dirty);
 	c->loaded_valid = le64_to_cpu(sb[best]->nr_valid);
 	flags = le32_to_cpu(sb[best]->flags);
-	c->sb_clean = flags & VMC_SB_CLEAN_SHUTDOWN;
-	c->loaded_flux = (flags & VMC_SB_FLUX) && !c->sb_clean;
+	c->loaded_flux = (flags & (VMC_SB_FLUX | VMC_SB_CLEAN_SHUTDOWN)) ==
+			 VMC_SB_FLUX;
 	/* recovery makes the blocks dirty: nothing is in flux any more */
 	c->flux_ondisk = false;
 out:
@@ -539,7 +539,7 @@ static u32 recover_flux(struct vmcache *c)
 			vmc_policy_set_dirty(c, i, b->valid);
 			n++;
 		}
-		if (!(i % 4096))
+		if (!(i % VMC_SCAN_STEP))
 			cond_resched();
 	}
 	return n;
@@ -815,7 +815,6 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	}
 	c->seq = seq;
 	c->sb_slot = !c->sb_slot;
-	c->sb_clean = clean;
 	c->md_frozen = clean;
 	bitmap_xor(c->mpage_slot, c->mpage_slot, c->mpage_writing, nr_pages);
 	vmc_stat_inc(c, VMC_S_COMMITS);

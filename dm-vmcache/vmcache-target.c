@@ -17,8 +17,6 @@
 #include "vmcache-writeback.h"
 
 #define VMC_COMMIT_PERIOD	HZ
-/* blocks handled per lock hold by whole-cache walks */
-#define VMC_SCAN_STEP		1024u
 
 static const char * const mode_names[] = {
 	[VMC_MODE_WRITETHROUGH] = "writethrough",

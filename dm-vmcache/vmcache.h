@@ -124,6 +124,9 @@ struct vmc_stats {
 
 #define VMC_OWRITE_SLOTS 1024
 
+/* blocks handled per lock hold by walks over the cache or a range */
+#define VMC_SCAN_STEP	1024u
+
 /* sequential stream detector */
 #define VMC_STREAMS 8
 struct vmc_stream {
@@ -197,7 +200,6 @@ struct vmcache {
 	struct vmc_superblock *sb_buf;	/* superblock being written */
 	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
 	bool loaded;			/* mappings read (first resume) */
-	bool sb_clean;			/* the durable superblock says clean */
 	bool md_frozen;			/* suspended: no commit until resume */
 	bool loaded_flux;		/* loaded after a power cut in FLUX */
 	bool live_sibling;		/* loaded beside a live table: redo */
