@@ -583,6 +583,11 @@ int vmc_md_load(struct vmcache *c, char **error)
 			enum mpage_verdict vb = mpage_check(c, b, p + i);
 
 			if (va != MP_GOOD && vb != MP_GOOD) {
+				DMERR("%s: mapping page %u: A %llu %s, B %llu %s, sb seq %llu",
+				      c->name, p + i, le64_to_cpu(a->hdr.seq),
+				      va == MP_BAD ? "bad" : "leftover",
+				      le64_to_cpu(b->hdr.seq),
+				      vb == MP_BAD ? "bad" : "leftover", c->seq);
 				*error = "Mapping page corrupt in both copies";
 				r = -EINVAL;
 				break;
@@ -601,6 +606,9 @@ int vmc_md_load(struct vmcache *c, char **error)
 	}
 	vfree(b_copy);
 	if (!r && (nr_dirty != c->loaded_dirty || nr_valid != c->loaded_valid)) {
+		DMERR("%s: pages map %llu blocks (%llu dirty), sb seq %llu: %llu (%llu)",
+		      c->name, nr_valid, nr_dirty, c->seq, c->loaded_valid,
+		      c->loaded_dirty);
 		*error = "Mapping counts do not match the superblock";
 		r = -EINVAL;
 	}

@@ -385,6 +385,17 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 	char *error = "unknown message";
 	int t, r = -EINVAL;
 
+	/*
+	 * A reloaded table is the live one from the table swap on, before
+	 * its first preresume has read the metadata again: until then a
+	 * message could walk a block table being rebuilt, or commit it.
+	 */
+	if (!smp_load_acquire(&c->loaded)) {
+		DMERR("%s: message '%s' refused: table not resumed yet",
+		      c->name, argv[0]);
+		return -EBUSY;
+	}
+
 	if (argc == 3 && !strcmp(argv[0], "set")) {
 		t = find_tunable(argv[1]);
 		error = "unknown tunable";
@@ -705,6 +716,8 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	atomic_set(&c->origin_unflushed, 0);
 	c->start_time = jiffies;
 	c->last_io = jiffies;
+	/* nothing of ours reaches the disk before the first preresume */
+	c->md_frozen = true;
 	c->name = kzalloc(DM_NAME_LEN, GFP_KERNEL);
 	r = c->name ? 0 : -ENOMEM;
 	if (!r && dm_copy_name_and_uuid(dm_table_get_md(ti->table), c->name,
@@ -788,7 +801,9 @@ static int vmc_preresume(struct dm_target *ti)
 		DMERR("%s: cannot load metadata: %s", c->name, error);
 		return r;
 	}
-	c->loaded = true;
+	WRITE_ONCE(c->md_frozen, false);
+	/* pairs with vmc_message(): the block table is whole from now on */
+	smp_store_release(&c->loaded, true);
 	if (c->nr_valid_blocks)
 		DMINFO("%s: loaded %u cached blocks, %u dirty", c->name,
 		       c->nr_valid_blocks, c->nr_dirty);

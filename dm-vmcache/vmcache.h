@@ -199,8 +199,8 @@ struct vmcache {
 	void *staging;			/* encoded mapping pages */
 	struct vmc_superblock *sb_buf;	/* superblock being written */
 	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
-	bool loaded;			/* mappings read (first resume) */
-	bool md_frozen;			/* suspended: no commit until resume */
+	bool loaded;			/* first preresume done: ours to touch */
+	bool md_frozen;			/* no commit: not loaded, or suspended */
 	bool loaded_flux;		/* loaded after a power cut in FLUX */
 	bool live_sibling;		/* loaded beside a live table: redo */
 	/* an origin write completed since the last origin flush */
