@@ -462,3 +462,52 @@ ktap_crash_now() {
 	echo b >/proc/sysrq-trigger
 	sleep 60
 }
+
+# ------------------------------------------------------------------
+# Helpers for tests that poll the status often: under TCG every program
+# started costs tens of ms, so these start none.  fast_tools first; the
+# status helpers read $SYS (/sys/module/dm_vmcache/caches/<name>).
+
+# fast_tools: DD and CMP arrays (busybox's applets when the guest has
+# them: static, they start much faster than coreutils'), and nap's pipe
+# shellcheck disable=SC2034 # DD and CMP are for the callers
+fast_tools() {
+	local bb=/opt/busybox/busybox
+	if [ -x "$bb" ]; then
+		DD=("$bb" dd)
+		CMP=("$bb" cmp)
+	else
+		DD=(dd)
+		CMP=(cmp)
+	fi
+	exec {NAPFD}<> <(:)
+}
+
+# nap <seconds>: sleep without starting a program (a read that times out
+# on a pipe nobody writes to)
+nap() { read -r -t "$1" -u "$NAPFD" _ || true; }
+
+# stv <variable> <key>: a status value, from sysfs
+stv() { read -r "$1" <"${SYS:?}/$2"; }
+
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# wait_for <limit s> <command...>: poll every 0.1 s
+wait_for() {
+	local limit=$1 i
+	shift
+	for ((i = 0; i < limit * 10; i++)); do
+		"$@" && return 0
+		nap 0.1
+	done
+	return 1
+}
+
+# is_clean: nothing dirty and no flush under way
+is_clean() {
+	local d f
+	stv d blocks_dirty && stv f flush && [ "$d" = 0 ] && [ "$f" = idle ]
+}
+
+# table_load <dm name> <table lines>: replace a live table
+table_load() { dmsetup load "$1" <<<"$2" && dmsetup resume "$1"; }

@@ -130,49 +130,15 @@ HOLD=(writeback_low 100 writeback_high 100 max_dirty_age 0)
 LOAD_IOPS=${VMCACHE_FAULTS_LOAD_IOPS:-50}
 SYS=/sys/module/dm_vmcache/caches/$NAME
 
-# busybox is static: its applets start much faster than coreutils' under
-# TCG
-BB=/opt/busybox/busybox
-if [ -x "$BB" ]; then
-	DD=("$BB" dd)
-	CMP=("$BB" cmp)
-else
-	DD=(dd)
-	CMP=(cmp)
-fi
+fast_tools
 
 tmp=$(mktemp -d)
 cleanup_push "rm -rf $tmp"
 
 # ------------------------------------------------------------ helpers
 
-# nap <seconds>: sleep without starting a program (a read that times out
-# on a pipe nobody writes to)
-exec {NAPFD}<> <(:)
-nap() { read -r -t "$1" -u "$NAPFD" _ || true; }
-
-# stv <variable> <key>: a status value (sysfs, no program started)
-stv() { read -r "$1" <"$SYS/$2"; }
 # tun <key> <value>: set a tunable through sysfs
 tun() { echo "$2" >"$SYS/$1"; }
-
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-
-# wait_for <limit s> <command...>: poll every 0.1 s
-wait_for() {
-	local limit=$1 i
-	shift
-	for ((i = 0; i < limit * 10; i++)); do
-		"$@" && return 0
-		nap 0.1
-	done
-	return 1
-}
-
-is_clean() {
-	local d f
-	stv d blocks_dirty && stv f flush && [ "$d" = 0 ] && [ "$f" = idle ]
-}
 no_dirty() { local d; stv d blocks_dirty && [ "$d" = 0 ]; }
 wb_inflight() { local v; stv v writeback_inflight && [ "$v" -gt 0 ]; }
 wb_idle() { local v; stv v writeback_inflight && [ "$v" -eq 0 ]; }
@@ -192,11 +158,6 @@ want() {
 }
 
 log_status() { ktap_print_msg "status: $(status_line)"; }
-
-# table_load <dm name> <table lines>: replace a live table
-table_load() {
-	dmsetup load "$1" <<<"$2" && dmsetup resume "$1"
-}
 
 # seg_table <dev> <size> <kind:start:len>...: the ranges given (sorted,
 # not overlapping) get kind "error" or "ewrite" (flakey, writes fail,

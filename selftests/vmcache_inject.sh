@@ -63,35 +63,10 @@ BS=4096
 SYS=/sys/module/dm_vmcache/caches/$NAME
 OPTS=(mode writeback sequential_cutoff 0 writeback_low 100 writeback_high 100 max_dirty_age 0)
 
-BB=/opt/busybox/busybox
-if [ -x "$BB" ]; then
-	DD=("$BB" dd)
-	CMP=("$BB" cmp)
-else
-	DD=(dd)
-	CMP=(cmp)
-fi
+fast_tools
 
 tmp=$(mktemp -d)
 cleanup_push "rm -rf $tmp"
-
-exec {NAPFD}<> <(:)
-nap() { read -r -t "$1" -u "$NAPFD" _ || true; }
-stv() { read -r "$1" <"$SYS/$2"; }
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-wait_for() {
-	local limit=$1 i
-	shift
-	for ((i = 0; i < limit * 10; i++)); do
-		"$@" && return 0
-		nap 0.1
-	done
-	return 1
-}
-is_clean() {
-	local d f
-	stv d blocks_dirty && stv f flush && [ "$d" = 0 ] && [ "$f" = idle ]
-}
 
 # done_or_failed: drained, or the metadata failed (nothing more to wait for)
 done_or_failed() {
@@ -117,7 +92,6 @@ settle() {
 	done
 }
 
-table_load() { dmsetup load "$1" <<<"$2" && dmsetup resume "$1"; }
 cache_heal() { table_load vmci_c "0 $CSZ linear $RAMC 0"; }
 
 vmc_create() {
