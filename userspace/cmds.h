@@ -23,6 +23,7 @@ int cmd_flush(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_format(int argc, char **argv);
+int cmd_writeback_offline(int argc, char **argv);
 
 /* create and assemble */
 struct create_req {
@@ -50,5 +51,14 @@ void drain_line(char *buf, size_t len, uint64_t start, uint64_t dirty,
 /* offline (cmd_offline.c) */
 /* check exit status; with clear, drops needs_check after a pass without errors */
 int check_run(const char *dev, bool quiet, bool json, bool clear);
+
+/* writeback-offline (cmd_writeback.c) */
+struct wb_req {
+	const char *cache, *origin, *export;	/* origin NULL: dry run, export */
+	bool dry_run, json, progress, no_progress;
+	uint64_t stop_after;	/* test hook: stop (as a crash) at this write */
+};
+
+int writeback_offline_run(const struct wb_req *r);
 
 #endif

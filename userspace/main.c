@@ -29,6 +29,8 @@ static const struct cmd {
 	{ "check", cmd_check, "check a cache device's metadata offline" },
 	{ "dump", cmd_dump, "print a cache device's superblock and mappings" },
 	{ "format", cmd_format, "write an empty cache to a device" },
+	{ "writeback-offline", cmd_writeback_offline,
+	  "write dirty data back without the kernel module" },
 	{ "assemble", cmd_assemble, "create the caches listed in /etc/vmcachetab" },
 	{ "version", cmd_version, "versions of this tool, the format and the kernel" },
 	{ "help", cmd_help, "this list" },

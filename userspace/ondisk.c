@@ -224,6 +224,8 @@ void vmc_meta_free(struct vmc_meta *m)
 {
 	free(m->entries);
 	m->entries = NULL;
+	free(m->mpage_use);
+	m->mpage_use = NULL;
 }
 
 static bool all_zero(const void *p, size_t n)
@@ -587,6 +589,8 @@ static void check_page(struct vmc_meta *m, uint64_t p,
 	}
 	for (int c = 0; c < 2; c++)
 		report_copy(m, p, c, cp[c], st[c], use >= 0 ? cp[use] : NULL);
+	m->mpage_use[p] = (uint8_t)(use < 0 ? VMC_MP_NONE : use) |
+			  (st[0] == CP_FUTURE || st[1] == CP_FUTURE ? VMC_MP_FUTURE : 0);
 	if (last >= m->lay.nr_blocks)
 		last = m->lay.nr_blocks - 1;
 	if (use < 0) {
@@ -666,7 +670,8 @@ int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m)
 	buf[1] = vmc_pages_alloc(chunk);
 	m->entries = calloc(m->lay.nr_blocks ? m->lay.nr_blocks : 1,
 			    sizeof(*m->entries));
-	if (!buf[0] || !buf[1] || !m->entries) {
+	m->mpage_use = calloc(nr ? nr : 1, 1);
+	if (!buf[0] || !buf[1] || !m->entries || !m->mpage_use) {
 		vmc_err("out of memory");
 		goto out;
 	}

@@ -53,6 +53,9 @@ struct vmc_msg {
 	char text[200];
 };
 
+#define VMC_MP_NONE	0x7f
+#define VMC_MP_FUTURE	0x80
+
 #define VMC_MAX_MSGS 64	/* kept for printing; the counts go on */
 
 struct vmc_meta {
@@ -63,6 +66,12 @@ struct vmc_meta {
 	struct vmc_layout lay;
 	/* mapping stage */
 	uint64_t *entries;		/* nr_blocks chosen entries, host order */
+	/*
+	 * per mapping page: the copy in use (0 = A, 1 = B; VMC_MP_NONE when
+	 * neither validates), plus VMC_MP_FUTURE when a copy is newer than the
+	 * superblock (an interrupted commit the next commit must overwrite)
+	 */
+	uint8_t *mpage_use;
 	uint64_t nr_valid, nr_dirty;
 	uint64_t nr_unused_bad;		/* unused copies that do not validate */
 	/* report */

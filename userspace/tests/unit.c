@@ -1209,6 +1209,8 @@ static void test_create_checks(void)
 	loops_detach();
 }
 
+#include "unit_writeback.c"
+
 /* ---- runner ------------------------------------------------------------ */
 
 static const struct {
@@ -1240,6 +1242,13 @@ static const struct {
 	{ "clear_needs_check", test_clear_needs_check },
 	{ "cli_exit_codes", test_cli },
 	{ "create_checks_on_loop_devices", test_create_checks },
+	{ "writeback_offline_whole", test_wb_whole },
+	{ "writeback_offline_flux", test_wb_flux },
+	{ "writeback_offline_dry_run", test_wb_dry_run },
+	{ "writeback_offline_export", test_wb_export },
+	{ "writeback_offline_interrupted", test_wb_interrupted },
+	{ "writeback_offline_leftover_page", test_wb_leftover_page },
+	{ "writeback_offline_refusals", test_wb_refusals },
 };
 
 int main(int argc, char **argv)
