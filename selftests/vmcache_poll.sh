@@ -13,7 +13,7 @@
 # Devices: null_blk "vmpoll_c" (cache, 16 MiB) and "vmpoll_o" (origin,
 # 16 MiB), memory backed, each with a poll queue (poll_queues=1) and a
 # small volatile write cache (cache_size, so that FUA reaches the target),
-# request timeout 5 s: a bio stranded on a poll queue fails after 5 s with
+# request timeout 10 s: a bio stranded on a poll queue fails after 10 s with
 # "null_blk: rq ... timed out" in the kernel log, which every case checks
 # for, with cache_errors=0 and degraded=0.  vmcache "vmpoll" over both:
 # 32 KiB blocks (8 sub-blocks of 4 KiB), promote_after 1, no sequential
@@ -56,7 +56,7 @@ ON=vmpoll_o
 CDEV=/dev/$CN
 ODEV=/dev/$ON
 MIB=16
-FIO_LIMIT=${VMCACHE_POLL_FIO_LIMIT:-60}
+FIO_LIMIT=${VMCACHE_POLL_FIO_LIMIT:-120}
 TMP=$(mktemp -d)
 cleanup_push "rm -rf $TMP"
 OPTS="block_size 32768 mode writethrough promote_after 1 sequential_cutoff 0 writeback_low 100 writeback_high 100 max_dirty_age 0"
@@ -91,7 +91,7 @@ for n in "$CN" "$ON"; do
 		ktap_skip_all "null_blk $n with poll_queues=1 cache_size=4 could not be set up"
 	[ "$(cat "/sys/block/$n/queue/io_poll")" = 1 ] ||
 		ktap_skip_all "null_blk $n has no poll queue (io_poll=0)"
-	echo 5000 >"/sys/block/$n/queue/io_timeout"
+	echo 10000 >"/sys/block/$n/queue/io_timeout"
 done
 SECTORS=$(dev_sectors "$ODEV")
 
