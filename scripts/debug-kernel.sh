@@ -192,13 +192,11 @@ mkdir -p "$GUEST_BUILD"
 summary=$(tail -n 1 "$GUEST_BUILD/suite.log")
 
 # kmemleak only reports leaks in debugfs: a boot of its own that uses the
-# module, unloads it and asks for a scan.  Not when single tests were asked.
-if [ $# -eq 0 ]; then
-	log "kmemleak check (selftests/guest/kmemleak.sh)"
-	"$ROOT/selftests/run-in-guest.sh" --timeout $((TEST_TIMEOUT + 300)) \
-		--script "$ROOT/selftests/guest/kmemleak.sh" || rc=1
-	cp "$GUEST_BUILD/logs/script-output.log" "$GUEST_BUILD/logs/kmemleak.log" 2>/dev/null || true
-fi
+# module, unloads it and asks for a scan.
+log "kmemleak check (selftests/guest/kmemleak.sh)"
+"$ROOT/selftests/run-in-guest.sh" --timeout $((TEST_TIMEOUT + 300)) \
+	--script "$ROOT/selftests/guest/kmemleak.sh" || rc=1
+cp "$GUEST_BUILD/logs/script-output.log" "$GUEST_BUILD/logs/kmemleak.log" 2>/dev/null || true
 
 # Splats in the guest consoles: first line and the top of the stack.
 SPLAT_RE='BUG: KASAN|BUG: sleeping function|WARNING: possible|WARNING: inconsistent|WARNING: suspicious RCU|WARNING: bad unlock|WARNING: held lock|WARNING: lock held|WARNING: Nested lock|BUG: key|BUG: MAX_LOCK|ODEBUG:|kmemleak: [0-9]+ new suspected|unreferenced object|WARNING: CPU:|kernel BUG|BUG: unable|general protection|Oops|INFO: task .* blocked'

@@ -133,8 +133,10 @@ for t in "${tests[@]}"; do
 		echo "$DMESG_MARK" >/dev/kmsg
 	fi
 
+	t0=$SECONDS
 	(cd "$(dirname "$path")" && timeout -k 10 "$timeout_s" "${cmd[@]}") 2>&1 | prefix
 	rc=${PIPESTATUS[0]}
+	echo "# $(basename "$t"): $((SECONDS - t0)) s"
 
 	dmesg_bad=0
 	if [ "$dmesg_check" -eq 1 ]; then
