@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,8 @@
 #include "ondisk.h"
 
 #define COPY_BYTES	(4u << 20)	/* largest single write to the origin */
+#define JOBS_DEFAULT	16u		/* copies in flight */
+#define JOBS_MAX	64u
 #define PAGE_RUN	256u		/* mapping pages per metadata write */
 #define PROGRESS_TTY	0.25		/* seconds between redraws */
 #define PROGRESS_PLAIN	2.0		/* seconds between lines otherwise */
@@ -58,8 +62,10 @@ struct wb_plan {
 /* the writes of one run, counted for progress and the test hook */
 struct wb_io {
 	const struct wb_req *r;
-	uint64_t writes;
-	uint64_t done, total;	/* bytes */
+	atomic_uint_fast64_t writes;	/* write slots taken (test hook) */
+	atomic_uint_fast64_t done;	/* bytes copied */
+	atomic_bool failed, stopped;	/* an error; the hook's stop */
+	uint64_t total;			/* bytes */
 	double t0, last;
 	bool show, tty;
 };
@@ -126,6 +132,9 @@ static int plan_build(const struct vmc_meta *m, struct wb_plan *pl)
 
 /* ---- I/O -------------------------------------------------------------- */
 
+/* vmc_err keeps the last message: one thread at a time */
+static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int xpio(int fd, const char *path, void *buf, uint64_t len, uint64_t off,
 		bool write)
 {
@@ -140,9 +149,13 @@ static int xpio(int fd, const char *path, void *buf, uint64_t len, uint64_t off,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
+			int e = errno;
+
+			pthread_mutex_lock(&err_lock);
 			vmc_err("%s %s at byte %" PRIu64 ": %s",
 				write ? "writing" : "reading", path, off + done,
-				n < 0 ? strerror(errno) : "beyond its end");
+				n < 0 ? strerror(e) : "beyond its end");
+			pthread_mutex_unlock(&err_lock);
 			return -1;
 		}
 		done += (uint64_t)n;
@@ -152,8 +165,9 @@ static int xpio(int fd, const char *path, void *buf, uint64_t len, uint64_t off,
 
 static void progress(struct wb_io *io, bool last)
 {
+	uint64_t copied = atomic_load(&io->done);
 	double now = now_mono(), el = now - io->t0, rate;
-	double frac = io->total ? (double)io->done / (double)io->total : 1.0;
+	double frac = io->total ? (double)copied / (double)io->total : 1.0;
 	char bar[BAR_WIDTH + 1], done[32], total[32], speed[32], eta[32];
 	int fill = (int)(frac * BAR_WIDTH);
 
@@ -161,14 +175,14 @@ static void progress(struct wb_io *io, bool last)
 			  (io->tty ? PROGRESS_TTY : PROGRESS_PLAIN)))
 		return;
 	io->last = now;
-	rate = el > 0 ? (double)io->done / el : 0;
+	rate = el > 0 ? (double)copied / el : 0;
 	memset(bar, '#', (size_t)fill);
 	memset(bar + fill, '-', (size_t)(BAR_WIDTH - fill));
 	bar[BAR_WIDTH] = '\0';
-	fmt_bytes(io->done, done, sizeof(done));
+	fmt_bytes(copied, done, sizeof(done));
 	fmt_bytes(io->total, total, sizeof(total));
 	fmt_bytes((uint64_t)rate, speed, sizeof(speed));
-	fmt_duration(rate > 0 ? (double)(io->total - io->done) / rate : -1, eta,
+	fmt_duration(rate > 0 ? (double)(io->total - copied) / rate : -1, eta,
 		     sizeof(eta));
 	fprintf(stderr, "%s[%s] %5.1f%%  %s of %s, %s/s, ETA %s%s",
 		io->tty ? "\r" : "", bar, 100 * frac, done, total, speed, eta,
@@ -176,81 +190,183 @@ static void progress(struct wb_io *io, bool last)
 	fflush(stderr);
 }
 
-/* the test hook: a crash after this many writes (nothing more is written) */
-static bool hook_stops(struct wb_io *io)
+/*
+ * The test hook, taken before each write: false once the run has made its
+ * r->stop_after writes, as a crash would (nothing more is written).
+ */
+static bool may_write(struct wb_io *io)
 {
-	if (!io->r->stop_after || ++io->writes < io->r->stop_after)
-		return false;
+	uint64_t n = atomic_fetch_add(&io->writes, 1) + 1;
+
+	if (!io->r->stop_after || n <= io->r->stop_after)
+		return true;
+	atomic_store(&io->stopped, true);
+	return false;
+}
+
+static void stop_note(struct wb_io *io)
+{
 	if (io->show && io->tty)
 		fputc('\n', stderr);
 	vmc_err("stopped after %" PRIu64 " writes (--test-stop-after)",
-		io->writes);
-	return true;
+		io->r->stop_after);
 }
 
 /*
- * Copies every piece to dst: to the origin at its offset, or (export) to
- * the image, pieces back to back in origin order.  Origin-contiguous
- * pieces are written together, cache-contiguous ones read together.
+ * A write: origin-contiguous pieces (at most COPY_BYTES), going to dst at
+ * their origin offset or, for an export, at their place in the image
+ * (pieces back to back in origin order).
+ */
+struct wb_run {
+	size_t first, end;	/* pieces */
+	uint64_t dst, len;
+};
+
+struct wb_pool {
+	const struct wb_plan *pl;
+	struct wb_run *runs;
+	size_t nr_runs;
+	atomic_size_t next;
+	atomic_uint live;
+	struct vmc_dev *cache;
+	int dst;
+	const char *dst_path;
+	struct wb_io *io;
+};
+
+static size_t runs_build(const struct wb_plan *pl, bool export,
+			 struct wb_run *runs)
+{
+	uint64_t img = 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < pl->n;) {
+		struct wb_run *r = &runs[n++];
+
+		r->first = i;
+		r->dst = export ? img : pl->p[i].ooff;
+		r->len = 0;
+		while (i < pl->n && pl->p[i].ooff == pl->p[r->first].ooff + r->len &&
+		       r->len + pl->p[i].len <= COPY_BYTES)
+			r->len += pl->p[i++].len;
+		r->end = i;
+		img += r->len;
+	}
+	return n;
+}
+
+/* one run: its pieces read (cache-contiguous ones together), one write */
+static int copy_run(struct wb_pool *w, const struct wb_run *run, uint8_t *buf)
+{
+	const struct wb_piece *p = w->pl->p;
+	uint64_t rc = 0, rlen = 0, rbuf = 0, fill = 0;
+	int ret;
+
+	for (size_t i = run->first; i < run->end; i++) {
+		if (rlen && p[i].coff != rc + rlen) {
+			if (xpio(w->cache->fd, w->cache->path, buf + rbuf, rlen, rc, false))
+				return -1;
+			rlen = 0;
+		}
+		if (!rlen) {
+			rc = p[i].coff;
+			rbuf = fill;
+		}
+		rlen += p[i].len;
+		fill += p[i].len;
+	}
+	if (rlen && xpio(w->cache->fd, w->cache->path, buf + rbuf, rlen, rc, false))
+		return -1;
+	if (!may_write(w->io))
+		return 1;
+	ret = xpio(w->dst, w->dst_path, buf, run->len, run->dst, true);
+	if (!ret)
+		atomic_fetch_add(&w->io->done, run->len);
+	return ret;
+}
+
+static void *copy_worker(void *arg)
+{
+	struct wb_pool *w = arg;
+	uint8_t *buf = vmc_pages_alloc(COPY_BYTES / VMC_PAGE_SIZE);
+	size_t i;
+
+	if (!buf) {
+		pthread_mutex_lock(&err_lock);
+		vmc_err("out of memory");
+		pthread_mutex_unlock(&err_lock);
+		atomic_store(&w->io->failed, true);
+	}
+	while (buf && !atomic_load(&w->io->failed) &&
+	       !atomic_load(&w->io->stopped) && !stop_requested() &&
+	       (i = atomic_fetch_add(&w->next, 1)) < w->nr_runs) {
+		int r;
+
+		r = copy_run(w, &w->runs[i], buf);
+		if (r < 0)
+			atomic_store(&w->io->failed, true);
+		if (r)
+			break;
+	}
+	free(buf);
+	atomic_fetch_sub(&w->live, 1);
+	return NULL;
+}
+
+/*
+ * Copies every piece to dst with up to r->jobs writes in flight, in
+ * origin order as far as they go; the main thread shows the progress.
  */
 static int copy_pieces(const struct wb_plan *pl, struct vmc_dev *cache,
 		       int dst, const char *dst_path, bool export,
 		       struct wb_io *io)
 {
-	uint8_t *buf = vmc_pages_alloc(COPY_BYTES / VMC_PAGE_SIZE);
-	uint64_t img = 0;
-	size_t i = 0;
-	int ret = -1;
+	unsigned int jobs = io->r->jobs ? (unsigned int)io->r->jobs : JOBS_DEFAULT;
+	struct wb_pool w = {
+		.pl = pl, .cache = cache, .dst = dst, .dst_path = dst_path, .io = io,
+	};
+	pthread_t tid[JOBS_MAX];
+	unsigned int started = 0;
+	char done[32];
+	int ret = 0;
 
-	if (!buf) {
+	w.runs = malloc((pl->n ? pl->n : 1) * sizeof(*w.runs));
+	if (!w.runs) {
 		vmc_err("out of memory");
 		return -1;
 	}
-	while (i < pl->n) {
-		uint64_t start = pl->p[i].ooff, fill = 0;
-		uint64_t rc = 0, rlen = 0, rbuf = 0;	/* pending read */
-
-		while (i < pl->n && pl->p[i].ooff == start + fill &&
-		       fill + pl->p[i].len <= COPY_BYTES) {
-			const struct wb_piece *p = &pl->p[i];
-
-			if (rlen && p->coff != rc + rlen) {
-				if (xpio(cache->fd, cache->path, buf + rbuf, rlen,
-					 rc, false))
-					goto out;
-				rlen = 0;
-			}
-			if (!rlen) {
-				rc = p->coff;
-				rbuf = fill;
-			}
-			rlen += p->len;
-			fill += p->len;
-			i++;
+	w.nr_runs = runs_build(pl, export, w.runs);
+	if (jobs > w.nr_runs)
+		jobs = w.nr_runs ? (unsigned int)w.nr_runs : 1;
+	atomic_init(&w.next, 0);
+	atomic_init(&w.live, jobs);
+	for (; started < jobs; started++) {
+		if (pthread_create(&tid[started], NULL, copy_worker, &w)) {
+			vmc_err("cannot start a copy thread");
+			atomic_store(&io->failed, true);
+			atomic_fetch_sub(&w.live, jobs - started);
+			break;
 		}
-		if (rlen && xpio(cache->fd, cache->path, buf + rbuf, rlen, rc,
-				 false))
-			goto out;
-		if (stop_requested()) {
-			char done[32];
-
-			if (io->show && io->tty)
-				fputc('\n', stderr);
-			vmc_err("interrupted after %s; nothing was recorded clean: run the command again",
-				fmt_bytes(io->done, done, sizeof(done)));
-			goto out;
-		}
-		if (xpio(dst, dst_path, buf, fill, export ? img : start, true))
-			goto out;
-		img += fill;
-		io->done += fill;
-		if (hook_stops(io))
-			goto out;
-		progress(io, false);
 	}
-	ret = 0;
-out:
-	free(buf);
+	while (atomic_load(&w.live)) {
+		progress(io, false);
+		sleep_or_stop(0.05);
+	}
+	for (unsigned int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	free(w.runs);
+	if (atomic_load(&io->failed)) {
+		ret = -1;
+	} else if (atomic_load(&io->stopped)) {
+		stop_note(io);
+		ret = -1;
+	} else if (stop_requested()) {
+		if (io->show && io->tty)
+			fputc('\n', stderr);
+		vmc_err("interrupted after %s; nothing was recorded clean: run the command again",
+			fmt_bytes(atomic_load(&io->done), done, sizeof(done)));
+		ret = -1;
+	}
 	return ret;
 }
 
@@ -316,8 +432,11 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 			vmc_mpage_seal(m->sb.uuid, pg);
 			k++;
 		}
-		if (vmc_dev_write(d, buf, k, vmc_mpage_sector(&m->lay, slot, p)) ||
-		    hook_stops(io))
+		if (!may_write(io)) {
+			stop_note(io);
+			goto out;
+		}
+		if (vmc_dev_write(d, buf, k, vmc_mpage_sector(&m->lay, slot, p)))
 			goto out;
 		p += k;
 	}
@@ -335,8 +454,12 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 	sb->nr_valid = htole64(m->nr_valid);
 	sb->commit_time = htole64((uint64_t)time(NULL));
 	vmc_sb_seal(sb);
+	if (!may_write(io)) {
+		stop_note(io);
+		goto out;
+	}
 	if (vmc_dev_write(d, sb, 1, (uint64_t)other * VMC_PAGE_SECTORS) ||
-	    hook_stops(io) || vmc_dev_sync(d))
+	    vmc_dev_sync(d))
 		goto out;
 	ret = 0;
 out:
@@ -640,6 +763,7 @@ int cmd_writeback_offline(int argc, char **argv)
 		{ "json", 'j', OPT_FLAG, &r.json, NULL },
 		{ "progress", 'p', OPT_FLAG, &r.progress, NULL },
 		{ "no-progress", 0, OPT_FLAG, &r.no_progress, NULL },
+		{ "jobs", 0, OPT_U64, &r.jobs, NULL },
 		/* not in the usage: tests stop a run as a crash would */
 		{ "test-stop-after", 0, OPT_U64, &r.stop_after, NULL },
 	};
@@ -662,6 +786,7 @@ int cmd_writeback_offline(int argc, char **argv)
 		"  -p, --progress     progress with an ETA on stderr even when it is not a\n"
 		"                     terminal (on a terminal it is shown by default)\n"
 		"      --no-progress  no progress\n"
+		"      --jobs N       copies in flight, 1..64 (default 16)\n"
 		"  -j, --json         one JSON document (with --dry-run, every extent)",
 		opts, ARRAY_SIZE(opts), pos, 1, 2, NULL,
 	};
@@ -677,6 +802,10 @@ int cmd_writeback_offline(int argc, char **argv)
 	}
 	if (!r.origin && !r.dry_run && !r.export) {
 		vmc_err("give the origin device (only --dry-run and --export do without it)");
+		return EXIT_USAGE;
+	}
+	if (r.jobs > JOBS_MAX) {
+		vmc_err("--jobs: at most %u", JOBS_MAX);
 		return EXIT_USAGE;
 	}
 	if (r.progress && r.no_progress) {

@@ -56,7 +56,8 @@ int check_run(const char *dev, bool quiet, bool json, bool clear);
 struct wb_req {
 	const char *cache, *origin, *export;	/* origin NULL: dry run, export */
 	bool dry_run, json, progress, no_progress;
-	uint64_t stop_after;	/* test hook: stop (as a crash) at this write */
+	uint64_t jobs;		/* copies in flight, 0: the default */
+	uint64_t stop_after;	/* test hook: stop (as a crash) after this many writes */
 };
 
 int writeback_offline_run(const struct wb_req *r);
