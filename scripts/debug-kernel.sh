@@ -15,8 +15,9 @@
 # 2. builds dm-vmcache.ko against it (build/debug-kernel/module/);
 # 3. runs selftests/run-in-guest.sh with that kernel and module
 #    (VMCACHE_KERNEL_IMAGE, VMCACHE_MODULES_DIR, own VMCACHE_BUILD_DIR
-#    build/guest-debug), then a kmemleak scan after module use
-#    (selftests/guest/kmemleak.sh);
+#    build/guest-debug; VMCACHE_DELAY_SCALE=4 in the guest: tests that
+#    hold I/O in dm-delay stretch those delays), then a kmemleak scan
+#    after module use (selftests/guest/kmemleak.sh);
 # 4. lists the kernel splats (KASAN, lockdep, sleeping in atomic,
 #    kmemleak, WARNING/BUG) found in the guest consoles.
 # Exit code: non-zero if a test failed or a splat was found.
@@ -187,7 +188,8 @@ rc=0
 # Only this run's consoles are scanned for splats below.
 rm -rf "$GUEST_BUILD/logs"
 mkdir -p "$GUEST_BUILD"
-"$ROOT/selftests/run-in-guest.sh" --test-timeout "$TEST_TIMEOUT" "$@" |
+"$ROOT/selftests/run-in-guest.sh" --test-timeout "$TEST_TIMEOUT" \
+	--env VMCACHE_DELAY_SCALE=4 "$@" |
 	tee "$GUEST_BUILD/suite.log" || rc=$?
 summary=$(tail -n 1 "$GUEST_BUILD/suite.log")
 

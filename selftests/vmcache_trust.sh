@@ -25,6 +25,10 @@ DEV=/dev/mapper/$NAME
 TMP=$(mktemp -d)
 cleanup_push "rm -rf $TMP"
 WB_HELD="mode writeback writeback_low 100 writeback_high 100 max_dirty_age 0"
+# I/O held in dm-delay must still be in flight when the next step comes:
+# VMCACHE_DELAY_SCALE stretches those delays on slow kernels (the debug
+# kernel sets 4)
+SLOW=${VMCACHE_DELAY_SCALE:-1}
 
 setup_brd 2 "$MIB" || ktap_exit_fail_msg "brd"
 SECTORS=$(dev_sectors /dev/ram0)
@@ -129,7 +133,7 @@ dmesg_mark
 # first write's fill is cancelled and must not leave a dirty count behind
 t_overtaken_write() {
 	local pid i
-	stack_up 3000 "$WB_HELD" blank || return 1
+	stack_up $((3000 * SLOW)) "$WB_HELD" blank || return 1
 	pattern "$TMP/a"
 	pattern "$TMP/b"
 	wr "$TMP/a" 10 &
@@ -199,7 +203,7 @@ stack_down
 # complete before a commit holding its writes' mappings is durable
 t_flush_vs_commit() {
 	local i bad=0
-	stack_up 2000 "$WB_HELD" blank || return 1
+	stack_up $((2000 * SLOW)) "$WB_HELD" blank || return 1
 	for i in 1 2; do
 		pattern "$TMP/w$i"
 		wr "$TMP/w$i" $((100 + i)) || bad=1	# 2 s; nothing commits meanwhile
@@ -215,7 +219,7 @@ t_flush_vs_commit() {
 			bad=1
 		}
 		stack_down
-		stack_up 2000 "must_exist 1 $WB_HELD" || return 1
+		stack_up $((2000 * SLOW)) "must_exist 1 $WB_HELD" || return 1
 	done
 	return "$bad"
 }
