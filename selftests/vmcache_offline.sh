@@ -17,8 +17,9 @@
 # writeback itself; the origin read directly must then hold every
 # acknowledged write byte for byte.  With 64 KiB blocks the first run is
 # stopped half way (--test-stop-after: nothing more is written, as in a
-# crash) and run again.  Finally the module is loaded again and the cache
+# crash) and run again.  Then the module is loaded again and the cache
 # created with must_exist 1: blocks_dirty=0, every write reads back.
+# Last, the cache device lost (blank): assemble and writeback-offline tell.
 set -euo pipefail
 DIR=$(dirname "$0")
 # shellcheck source=lib.sh
@@ -185,7 +186,7 @@ loads_clean() {
 }
 
 ktap_print_header
-ktap_set_plan 11
+ktap_set_plan 12
 dmesg_mark
 
 # --------------------------------------------------------------- 4 KiB
@@ -278,5 +279,28 @@ ktap_test_result "64k: stopped half way, run again: the origin holds every write
 
 ktap_test_result "64k: the kernel loads it with must_exist 1, nothing dirty, data right" loads_clean
 
+# ------------------------------------------- the cache device lost for good
+# (replaced by a blank one, or gone): refused with a message naming the
+# lost dirty data; the origin is used alone
+t_cache_lost() {
+	local rc=0
+	wipe_dev "$CACHE" 1
+	echo "$NAME $CACHE $ORIGIN mode=writeback" >"$TMP/tab"
+	echo "vco_gone /dev/disk/by-id/vco-no-such-disk $ORIGIN" >>"$TMP/tab"
+	vmcachectl assemble --config "$TMP/tab" >"$TMP/out" 2>"$TMP/err" || rc=$?
+	ktap_print_msg "assemble: exit $rc: $(cat "$TMP/err")"
+	[ "$rc" = 1 ] && ! dm_exists "$NAME" || return 1
+	grep -q "is blank but --must-exist expects a cache on it" "$TMP/err" &&
+		grep -q "Any dirty data it held is gone" "$TMP/err" &&
+		grep -q "vco-no-such-disk: No such file" "$TMP/err" || return 1
+	rc=0
+	vmcachectl writeback-offline "$CACHE" "$ORIGIN" 2>"$TMP/err" || rc=$?
+	ktap_print_msg "writeback-offline: exit $rc: $(cat "$TMP/err")"
+	[ "$rc" = 1 ] && grep -q "is blank: it holds no cache" "$TMP/err" || return 1
+	# the origin alone: what was written back is there
+	origin_holds_all
+}
+ktap_test_result "cache device lost: assemble and writeback-offline say so, the origin stands alone" t_cache_lost
+
 ktap_test_result "kernel log clean" check_dmesg_clean
-ktap_finished 11
+ktap_finished 12

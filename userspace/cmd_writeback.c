@@ -228,6 +228,7 @@ struct wb_pool {
 	size_t nr_runs;
 	atomic_size_t next;
 	atomic_uint live;
+	uint64_t buf_len;	/* the longest run, page-rounded */
 	struct vmc_dev *cache;
 	int dst;
 	const char *dst_path;
@@ -235,11 +236,12 @@ struct wb_pool {
 };
 
 static size_t runs_build(const struct wb_plan *pl, bool export,
-			 struct wb_run *runs)
+			 struct wb_run *runs, uint64_t *longest)
 {
 	uint64_t img = 0;
 	size_t n = 0;
 
+	*longest = 0;
 	for (size_t i = 0; i < pl->n;) {
 		struct wb_run *r = &runs[n++];
 
@@ -251,6 +253,8 @@ static size_t runs_build(const struct wb_plan *pl, bool export,
 			r->len += pl->p[i++].len;
 		r->end = i;
 		img += r->len;
+		if (r->len > *longest)
+			*longest = r->len;
 	}
 	return n;
 }
@@ -288,9 +292,12 @@ static int copy_run(struct wb_pool *w, const struct wb_run *run, uint8_t *buf)
 static void *copy_worker(void *arg)
 {
 	struct wb_pool *w = arg;
-	uint8_t *buf = vmc_pages_alloc(COPY_BYTES / VMC_PAGE_SIZE);
+	void *buf = NULL;
 	size_t i;
 
+	/* not zeroed: every byte written is read first */
+	if (posix_memalign(&buf, VMC_PAGE_SIZE, w->buf_len))
+		buf = NULL;
 	if (!buf) {
 		pthread_mutex_lock(&err_lock);
 		vmc_err("out of memory");
@@ -335,7 +342,10 @@ static int copy_pieces(const struct wb_plan *pl, struct vmc_dev *cache,
 		vmc_err("out of memory");
 		return -1;
 	}
-	w.nr_runs = runs_build(pl, export, w.runs);
+	w.nr_runs = runs_build(pl, export, w.runs, &w.buf_len);
+	w.buf_len = (w.buf_len + VMC_PAGE_SIZE - 1) / VMC_PAGE_SIZE * VMC_PAGE_SIZE;
+	if (!w.buf_len)
+		w.buf_len = VMC_PAGE_SIZE;
 	if (jobs > w.nr_runs)
 		jobs = w.nr_runs ? (unsigned int)w.nr_runs : 1;
 	atomic_init(&w.next, 0);
