@@ -16,8 +16,9 @@
 # alone: --dry-run, --export (applied to a copy of the origin), the
 # writeback itself; the origin read directly must then hold every
 # acknowledged write byte for byte.  With 64 KiB blocks the first run is
-# stopped half way (--test-stop-after: nothing more is written, as in a
-# crash) and run again.  Then the module is loaded again and the cache
+# killed (SIGKILL, origin writes slowed by dm-delay), the second stopped
+# half way (--test-stop-after: nothing more is written, as in a crash),
+# then it runs again.  Then the module is loaded again and the cache
 # created with must_exist 1: blocks_dirty=0, every write reads back.
 # Last, the cache device lost (blank): assemble and writeback-offline tell.
 set -euo pipefail
@@ -27,7 +28,7 @@ DIR=$(dirname "$0")
 
 require_vmcache
 require_cmd vmcachectl dd cmp sync awk
-require_module brd dm-flakey
+require_module brd dm-flakey dm-delay
 
 NAME=vco
 MIB=64
@@ -261,6 +262,24 @@ t_64k_interrupted() {
 	vmcachectl writeback-offline -n --json "$CACHE" "$ORIGIN" >"$TMP/dry" || return 1
 	extents=$(json_num "$TMP/dry" extent_count)
 	half=$((extents / 2))
+	# a real kill mid-run: origin writes slowed down (dm-delay), one copy
+	# in flight, SIGKILL after a second
+	dmsetup create vco_o --table "0 $SECTORS delay $ORIGIN 0 0 $ORIGIN 0 50" || return 1
+	vmcachectl writeback-offline --jobs 1 "$CACHE" /dev/mapper/vco_o 2>/dev/null &
+	local pid=$!
+	sleep 1
+	kill -KILL "$pid"
+	wait "$pid" && return 1
+	dm_remove vco_o || return 1
+	vmcachectl writeback-offline -n --json "$CACHE" >"$TMP/dry2" || return 1
+	[ "$(json_num "$TMP/dry2" extent_count)" = "$extents" ] || return 1
+	snap "$ORIGIN" "$TMP/o"
+	if "${CMP[@]}" -s "$TMP/o" "$TMP/o0"; then
+		ktap_print_msg "the killed run wrote nothing"
+		return 1
+	fi
+	ktap_print_msg "killed after 1 s: still $extents extents dirty, part of them on the origin"
+	# then the hook: a stop right after a given write
 	ktap_print_msg "$extents extents, stopping after $half writes"
 	if timed_writeback --test-stop-after "$half"; then
 		return 1
@@ -275,7 +294,7 @@ t_64k_interrupted() {
 	fi
 	timed_writeback && origin_holds_all
 }
-ktap_test_result "64k: stopped half way, run again: the origin holds every write" t_64k_interrupted
+ktap_test_result "64k: killed, then stopped half way, run again: the origin holds every write" t_64k_interrupted
 
 ktap_test_result "64k: the kernel loads it with must_exist 1, nothing dirty, data right" loads_clean
 
