@@ -37,6 +37,7 @@
 #define COPY_BYTES	(4u << 20)	/* largest single write to the origin */
 #define JOBS_DEFAULT	16u		/* copies in flight */
 #define JOBS_MAX	64u
+#define COMMIT_EVERY	(1ULL << 30)	/* bytes copied between commits */
 #define PAGE_RUN	256u		/* mapping pages per metadata write */
 #define PROGRESS_TTY	0.25		/* seconds between redraws */
 #define PROGRESS_PLAIN	2.0		/* seconds between lines otherwise */
@@ -44,6 +45,7 @@
 
 /* a run of sub-blocks of one cache block to copy, in bytes */
 struct wb_piece {
+	uint64_t cb;		/* cache block */
 	uint64_t ooff;		/* on the origin */
 	uint64_t coff;		/* on the cache device */
 	uint64_t len;
@@ -114,6 +116,7 @@ static int plan_build(const struct vmc_meta *m, struct wb_plan *pl)
 				}
 				pl->p = np;
 			}
+			pl->p[pl->n].cb = cb;
 			pl->p[pl->n].ooff = vmc_entry_oblock(e) * bs + i * sub;
 			pl->p[pl->n].coff = data + cb * bs + i * sub;
 			pl->p[pl->n].len = (j - i) * sub;
@@ -224,8 +227,8 @@ struct wb_run {
 
 struct wb_pool {
 	const struct wb_plan *pl;
-	struct wb_run *runs;
-	size_t nr_runs;
+	const struct wb_run *runs;
+	size_t nr_runs;		/* runs[next..nr_runs) to copy */
 	atomic_size_t next;
 	atomic_uint live;
 	uint64_t buf_len;	/* the longest run, page-rounded */
@@ -321,34 +324,28 @@ static void *copy_worker(void *arg)
 }
 
 /*
- * Copies every piece to dst with up to r->jobs writes in flight, in
+ * Copies runs[first..end) to dst with up to r->jobs writes in flight, in
  * origin order as far as they go; the main thread shows the progress.
  */
-static int copy_pieces(const struct wb_plan *pl, struct vmc_dev *cache,
-		       int dst, const char *dst_path, bool export,
-		       struct wb_io *io)
+static int copy_runs(const struct wb_plan *pl, const struct wb_run *runs,
+		     size_t first, size_t end, uint64_t buf_len,
+		     struct vmc_dev *cache, int dst, const char *dst_path,
+		     struct wb_io *io)
 {
 	unsigned int jobs = io->r->jobs ? (unsigned int)io->r->jobs : JOBS_DEFAULT;
 	struct wb_pool w = {
-		.pl = pl, .cache = cache, .dst = dst, .dst_path = dst_path, .io = io,
+		.pl = pl, .runs = runs, .nr_runs = end, .buf_len = buf_len,
+		.cache = cache, .dst = dst, .dst_path = dst_path, .io = io,
 	};
 	pthread_t tid[JOBS_MAX];
 	unsigned int started = 0;
 	char done[32];
-	int ret = 0;
 
-	w.runs = malloc((pl->n ? pl->n : 1) * sizeof(*w.runs));
-	if (!w.runs) {
-		vmc_err("out of memory");
-		return -1;
-	}
-	w.nr_runs = runs_build(pl, export, w.runs, &w.buf_len);
-	w.buf_len = (w.buf_len + VMC_PAGE_SIZE - 1) / VMC_PAGE_SIZE * VMC_PAGE_SIZE;
-	if (!w.buf_len)
-		w.buf_len = VMC_PAGE_SIZE;
-	if (jobs > w.nr_runs)
-		jobs = w.nr_runs ? (unsigned int)w.nr_runs : 1;
-	atomic_init(&w.next, 0);
+	if (first == end)
+		return 0;
+	if (jobs > end - first)
+		jobs = (unsigned int)(end - first);
+	atomic_init(&w.next, first);
 	atomic_init(&w.live, jobs);
 	for (; started < jobs; started++) {
 		if (pthread_create(&tid[started], NULL, copy_worker, &w)) {
@@ -364,20 +361,37 @@ static int copy_pieces(const struct wb_plan *pl, struct vmc_dev *cache,
 	}
 	for (unsigned int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
-	free(w.runs);
-	if (atomic_load(&io->failed)) {
-		ret = -1;
-	} else if (atomic_load(&io->stopped)) {
+	if (atomic_load(&io->failed))
+		return -1;
+	if (atomic_load(&io->stopped)) {
 		stop_note(io);
-		ret = -1;
-	} else if (stop_requested()) {
+		return -1;
+	}
+	if (stop_requested()) {
 		if (io->show && io->tty)
 			fputc('\n', stderr);
-		vmc_err("interrupted after %s; nothing was recorded clean: run the command again",
+		vmc_err("interrupted after %s; what was not committed clean yet stays dirty: run the command again",
 			fmt_bytes(atomic_load(&io->done), done, sizeof(done)));
-		ret = -1;
+		return -1;
 	}
-	return ret;
+	return 0;
+}
+
+/* the runs of a plan; *buf_len the longest, page-rounded */
+static struct wb_run *runs_alloc(const struct wb_plan *pl, bool export,
+				 size_t *nr, uint64_t *buf_len)
+{
+	struct wb_run *runs = malloc((pl->n ? pl->n : 1) * sizeof(*runs));
+
+	if (!runs) {
+		vmc_err("out of memory");
+		return NULL;
+	}
+	*nr = runs_build(pl, export, runs, buf_len);
+	*buf_len = (*buf_len + VMC_PAGE_SIZE - 1) / VMC_PAGE_SIZE * VMC_PAGE_SIZE;
+	if (!*buf_len)
+		*buf_len = VMC_PAGE_SIZE;
+	return runs;
 }
 
 /* ---- the commit ------------------------------------------------------- */
@@ -389,18 +403,23 @@ static unsigned int target_slot(const struct vmc_meta *m, uint64_t p)
 }
 
 /*
- * Records every planned block clean, as a kernel commit would: the changed
- * mapping pages (and any page holding a copy newer than the superblock,
- * which seq + 1 would otherwise bring to life) to the copy not in use,
- * stamped seq + 1; a flush; the other superblock slot; a flush.
+ * Records the blocks of pieces [first, end) clean, as a kernel commit
+ * would: the changed mapping pages (and any page holding a copy newer than
+ * the superblock, which seq + 1 would otherwise bring to life) to the copy
+ * not in use, stamped seq + 1; a flush; the other superblock slot; a
+ * flush.  The last commit (final) also drops FLUX and says clean shutdown;
+ * the ones before keep the flags, so that a crash between them leaves
+ * what the rest of the cache needs.  m follows: it is the commit in force.
  */
 static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
-			const struct wb_plan *pl, struct wb_io *io)
+			const struct wb_plan *pl, size_t first, size_t end,
+			bool final, struct wb_io *io)
 {
-	uint64_t seq = le64toh(m->sb.seq) + 1, nr = m->lay.nr_mpages;
+	uint64_t seq = le64toh(m->sb.seq) + 1, nr = m->lay.nr_mpages, nr_dirty = 0;
 	uint8_t *changed = calloc(nr ? nr : 1, 1), *buf;
 	struct vmc_superblock *sb;
 	int other = !m->slot, ret = -1;
+	bool any = final;
 	uint32_t flags;
 
 	buf = vmc_pages_alloc(PAGE_RUN);
@@ -408,18 +427,25 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 		vmc_err("out of memory");
 		goto out;
 	}
-	for (uint64_t cb = 0; cb < m->lay.nr_blocks; cb++) {
-		uint64_t e = m->entries[cb];
+	for (size_t i = first; i < end; i++) {
+		uint64_t cb = pl->p[i].cb, e = m->entries[cb];
 
-		if (!vmc_entry_valid(e) || !(pl->flux || vmc_entry_dirty(e)))
+		if (!vmc_entry_dirty(e))
 			continue;
 		m->entries[cb] = vmc_entry_pack(vmc_entry_oblock(e),
 						vmc_entry_valid(e), 0);
 		changed[cb / VMC_ENTRIES_PER_PAGE] = 1;
+		any = true;
+	}
+	if (!any) {	/* nothing to record yet */
+		ret = 0;
+		goto out;
 	}
 	for (uint64_t p = 0; p < nr; p++)
 		if (m->mpage_use[p] & VMC_MP_FUTURE)
 			changed[p] = 1;
+	for (uint64_t cb = 0; cb < m->lay.nr_blocks; cb++)
+		nr_dirty += vmc_entry_dirty(m->entries[cb]) != 0;
 	for (uint64_t p = 0; p < nr;) {
 		unsigned int slot = target_slot(m, p), k = 0;
 
@@ -431,14 +457,14 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 		while (p + k < nr && k < PAGE_RUN && changed[p + k] &&
 		       target_slot(m, p + k) == slot) {
 			struct vmc_mpage *pg = (void *)(buf + (size_t)k * VMC_PAGE_SIZE);
-			uint64_t first = (p + k) * VMC_ENTRIES_PER_PAGE;
+			uint64_t first_cb = (p + k) * VMC_ENTRIES_PER_PAGE;
 
 			memset(pg, 0, sizeof(*pg));
 			pg->hdr.index = htole32((uint32_t)(p + k));
 			pg->hdr.seq = htole64(seq);
 			for (uint64_t i = 0; i < VMC_ENTRIES_PER_PAGE &&
-			     first + i < m->lay.nr_blocks; i++)
-				pg->entries[i] = htole64(m->entries[first + i]);
+			     first_cb + i < m->lay.nr_blocks; i++)
+				pg->entries[i] = htole64(m->entries[first_cb + i]);
 			vmc_mpage_seal(m->sb.uuid, pg);
 			k++;
 		}
@@ -456,11 +482,13 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 	sb = (void *)buf;
 	memset(buf, 0, VMC_PAGE_SIZE);
 	*sb = m->sb;
-	flags = le32toh(sb->flags) & ~VMC_SB_FLUX;
-	sb->flags = htole32(flags | VMC_SB_CLEAN_SHUTDOWN);
+	flags = le32toh(sb->flags);
+	if (final)
+		flags = (flags & ~VMC_SB_FLUX) | VMC_SB_CLEAN_SHUTDOWN;
+	sb->flags = htole32(flags);
 	sb->location = htole64((uint64_t)other * VMC_PAGE_SECTORS);
 	sb->seq = htole64(seq);
-	sb->nr_dirty = htole64(0);
+	sb->nr_dirty = htole64(nr_dirty);
 	sb->nr_valid = htole64(m->nr_valid);
 	sb->commit_time = htole64((uint64_t)time(NULL));
 	vmc_sb_seal(sb);
@@ -471,10 +499,65 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 	if (vmc_dev_write(d, sb, 1, (uint64_t)other * VMC_PAGE_SECTORS) ||
 	    vmc_dev_sync(d))
 		goto out;
+	/* this commit is the one in force now */
+	m->sb = *sb;
+	m->slot = other;
+	m->nr_dirty = nr_dirty;
+	for (uint64_t p = 0; p < nr; p++)
+		if (changed[p])
+			m->mpage_use[p] = (uint8_t)target_slot(m, p);
 	ret = 0;
 out:
 	free(changed);
 	free(buf);
+	return ret;
+}
+
+/*
+ * The writeback: batches of about r->commit_every bytes, each copied,
+ * the origin flushed, then its blocks committed clean (a block whose
+ * pieces straddle the end of a batch waits for the next one), so that an
+ * interrupted run keeps what it finished.
+ */
+static int writeback(const struct wb_req *r, struct vmc_dev *cache,
+		     struct vmc_dev *origin, struct vmc_meta *m,
+		     const struct wb_plan *pl, struct wb_io *io)
+{
+	uint64_t every = r->commit_every ? r->commit_every : COMMIT_EVERY;
+	size_t nr_runs, r0 = 0, clean_from = 0;
+	uint64_t buf_len;
+	struct wb_run *runs = runs_alloc(pl, false, &nr_runs, &buf_len);
+	int ret = -1;
+
+	if (!runs)
+		return -1;
+	for (;;) {
+		size_t r1 = r0, e;
+		uint64_t bytes = 0;
+		bool final;
+
+		while (r1 < nr_runs && (r1 == r0 || bytes < every))
+			bytes += runs[r1++].len;
+		final = r1 == nr_runs;
+		/* nothing is recorded clean before the origin has it on stable media */
+		if (copy_runs(pl, runs, r0, r1, buf_len, cache, origin->fd,
+			      origin->path, io) || vmc_dev_sync(origin))
+			goto out;
+		e = final ? pl->n : runs[r1].first;
+		while (!final && e > clean_from && pl->p[e - 1].cb == pl->p[e].cb)
+			e--;
+		if (final)
+			progress(io, true);
+		if (commit_clean(cache, m, pl, clean_from, e, final, io))
+			goto out;
+		clean_from = e;
+		r0 = r1;
+		if (final)
+			break;
+	}
+	ret = 0;
+out:
+	free(runs);
 	return ret;
 }
 
@@ -648,6 +731,9 @@ static int do_export(const struct wb_req *r, struct vmc_dev *cache,
 		     const struct vmc_meta *m, const struct wb_plan *pl,
 		     struct wb_io *io)
 {
+	struct wb_run *runs;
+	size_t nr_runs;
+	uint64_t buf_len;
 	char list[4096];
 	int fd, ret;
 
@@ -661,7 +747,10 @@ static int do_export(const struct wb_req *r, struct vmc_dev *cache,
 			errno == EEXIST ? " (an export never overwrites a file)" : "");
 		return -1;
 	}
-	ret = copy_pieces(pl, cache, fd, r->export, true, io);
+	runs = runs_alloc(pl, true, &nr_runs, &buf_len);
+	ret = runs ? copy_runs(pl, runs, 0, nr_runs, buf_len, cache, fd,
+			       r->export, io) : -1;
+	free(runs);
 	if (!ret && fsync(fd)) {
 		vmc_err("writing %s: %s", r->export, strerror(errno));
 		ret = -1;
@@ -733,25 +822,21 @@ int writeback_offline_run(const struct wb_req *r)
 		ret = EXIT_OK;
 		goto out;
 	}
-	/* nothing is recorded clean before the origin has it on stable media */
-	if (copy_pieces(&pl, &cache, origin.fd, origin.path, false, &io) ||
-	    vmc_dev_sync(&origin))
+	if (writeback(r, &cache, &origin, &m, &pl, &io))
 		goto out;
-	progress(&io, true);
-	if (commit_clean(&cache, &m, &pl, &io))
-		goto out;
+	seq = le64toh(m.sb.seq);
 	/* read back what the kernel will load */
 	vmc_meta_free(&m);
 	if (load_meta(&cache, &m))
 		goto out;
-	if (le64toh(m.sb.seq) != seq + 1 || m.nr_dirty ||
+	if (le64toh(m.sb.seq) != seq || m.nr_dirty ||
 	    (le32toh(m.sb.flags) & VMC_SB_FLUX)) {
 		vmc_err("%s: the commit did not read back (seq %" PRIu64 ", %" PRIu64
 			" dirty blocks); run 'vmcachectl check %s'",
 			r->cache, le64toh(m.sb.seq), m.nr_dirty, r->cache);
 		goto out;
 	}
-	report(r, &m, &pl, "clean", seq + 1, now_mono() - t0);
+	report(r, &m, &pl, "clean", seq, now_mono() - t0);
 	ret = EXIT_OK;
 out:
 	if (ret != EXIT_OK && r->json)
@@ -776,6 +861,8 @@ int cmd_writeback_offline(int argc, char **argv)
 		{ "jobs", 0, OPT_U64, &r.jobs, NULL },
 		/* not in the usage: tests stop a run as a crash would */
 		{ "test-stop-after", 0, OPT_U64, &r.stop_after, NULL },
+		/* not in the usage: small batches for the tests */
+		{ "test-commit-every", 0, OPT_U64, &r.commit_every, NULL },
 	};
 	const struct cmd_spec spec = {
 		"writeback-offline",

@@ -57,6 +57,7 @@ struct wb_req {
 	const char *cache, *origin, *export;	/* origin NULL: dry run, export */
 	bool dry_run, json, progress, no_progress;
 	uint64_t jobs;		/* copies in flight, 0: the default */
+	uint64_t commit_every;	/* bytes between commits, 0: the default */
 	uint64_t stop_after;	/* test hook: stop (as a crash) after this many writes */
 };
 

@@ -320,36 +320,58 @@ static void test_wb_export(void)
 /*
  * A run stopped after its n-th write (data, mapping pages, superblock),
  * as a crash would, then run again: always the same end.  The stop leaves
- * a cache the kernel loads, either still dirty or already clean.
+ * a cache the kernel loads, either still dirty or already clean.  With
+ * tiny batches (--test-commit-every) a commit follows every few writes,
+ * and a stop keeps what the commits before it recorded; under FLUX the
+ * commits before the last keep the flag.
  */
-static void test_wb_interrupted(void)
+static void wb_interrupted(const char *batches, unsigned int writes,
+			   int stops_min)
 {
 	char out[8192];
-	int stopped = 0;
+	int stopped = 0, partial = 0;
 
-	for (unsigned int n = 1; n < 40; n++) {
-		uint64_t dirty = 0, valid = 0, seq = 0;
+	for (unsigned int n = 1; n <= writes; n++) {
+		uint64_t dirty = 0, valid = 0, seq = 0, dirty_before;
+		bool flux = n % 3 == 0;
 		uint32_t flags = 0;
 		int rc;
 
-		EXPECT(!wb_setup(n % 2 ? 4096 : 65536, false), "setup");
+		EXPECT(!wb_setup(n % 2 ? 4096 : 65536, flux), "setup");
+		dirty_before = 6;
 		rc = run_tool(out, sizeof(out),
-			      "writeback-offline --test-stop-after %u %s %s", n,
-			      img, wb_origin);
-		if (rc == 0)
-			break;
+			      "writeback-offline --test-stop-after %u %s %s %s", n,
+			      batches, img, wb_origin);
+		if (rc == 0) {	/* fewer writes than n in this variant */
+			wb_expect_clean(0, "not stopped");
+			continue;
+		}
 		stopped++;
 		EXPECT(rc == 1 && wb_meta(&dirty, &valid, &seq, &flags) &&
-		       (dirty == 6 ? seq == 2 : !dirty && seq == 3) &&
+		       dirty <= dirty_before && seq >= 2 && valid == 7 &&
+		       (dirty == dirty_before || seq > 2) &&
 		       check_img() <= CHECK_WARNINGS,
-		       "stopped at write %u: rc %d dirty %llu seq %llu", n, rc,
-		       (unsigned long long)dirty, (unsigned long long)seq);
+		       "%s stopped at write %u: rc %d dirty %llu seq %llu", batches,
+		       n, rc, (unsigned long long)dirty, (unsigned long long)seq);
+		partial += dirty && dirty < dirty_before;
+		if (flux)
+			EXPECT((flags & VMC_SB_FLUX) || !dirty,
+			       "FLUX kept until the last commit (flags 0x%x)", flags);
 		EXPECT(run_tool(out, sizeof(out), "writeback-offline %s %s", img,
 				wb_origin) == 0, "rerun after %u: %s", n, out);
 		wb_expect_clean(0, "rerun");
 	}
+	EXPECT(stopped >= stops_min, "%d stops", stopped);
+	EXPECT(*batches ? partial > 0 : !partial,
+	       "%d stops kept part of the work committed", partial);
+}
+
+static void test_wb_interrupted(void)
+{
 	/* 9 data writes, 1 of both mapping pages, the superblock */
-	EXPECT(stopped >= 8, "%d stops", stopped);
+	wb_interrupted("", 12, 9);
+	/* about a commit (pages, superblock) per data write */
+	wb_interrupted("--test-commit-every 512", 30, 15);
 }
 
 /*
