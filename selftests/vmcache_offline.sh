@@ -17,8 +17,9 @@
 # writeback itself; the origin read directly must then hold every
 # acknowledged write byte for byte.  With 64 KiB blocks the first run is
 # killed (SIGKILL, origin writes slowed by dm-delay), the second stopped
-# half way (--test-stop-after: nothing more is written, as in a crash),
-# then it runs again.  Then the module is loaded again and the cache
+# half way (--test-stop-after: nothing more is written, as in a crash)
+# with a commit after every MiB (what was committed stays clean), then it
+# runs again.  Then the module is loaded again and the cache
 # created with must_exist 1: blocks_dirty=0, every write reads back.
 # Last, the cache device lost (blank): assemble and writeback-offline tell.
 set -euo pipefail
@@ -279,14 +280,17 @@ t_64k_interrupted() {
 		return 1
 	fi
 	ktap_print_msg "killed after 1 s: still $extents extents dirty, part of them on the origin"
-	# then the hook: a stop right after a given write
+	# then the hook: a stop right after a given write, as in a crash,
+	# with a commit after every MiB copied: what was committed stays clean
 	ktap_print_msg "$extents extents, stopping after $half writes"
-	if timed_writeback --test-stop-after "$half"; then
+	if timed_writeback --test-stop-after "$half" --test-commit-every 1048576; then
 		return 1
 	fi
-	# as after a crash: still dirty, part of it on the origin
 	vmcachectl writeback-offline -n --json "$CACHE" >"$TMP/dry2" || return 1
-	[ "$(json_num "$TMP/dry2" extent_count)" = "$extents" ] || return 1
+	local left
+	left=$(json_num "$TMP/dry2" extent_count)
+	ktap_print_msg "$left of $extents extents left dirty"
+	[ "$left" -gt 0 ] && [ "$left" -lt "$extents" ] || return 1
 	snap "$ORIGIN" "$TMP/o"
 	if "${CMP[@]}" -s "$TMP/o" "$TMP/ref"; then
 		ktap_print_msg "the stopped run wrote everything"
