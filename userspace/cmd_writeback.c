@@ -866,7 +866,7 @@ int cmd_writeback_offline(int argc, char **argv)
 	};
 	const struct cmd_spec spec = {
 		"writeback-offline",
-		"writeback-offline CACHE_DEV ORIGIN_DEV [--progress|--no-progress] [--json]\n"
+		"writeback-offline CACHE_DEV ORIGIN_DEV [--progress|--no-progress] [--jobs N] [--json]\n"
 		"   or: vmcachectl writeback-offline CACHE_DEV [ORIGIN_DEV] --dry-run [--json]\n"
 		"   or: vmcachectl writeback-offline CACHE_DEV [ORIGIN_DEV] --export FILE [--json]\n"
 		"Without the kernel module (the cache must not be active): copy every dirty\n"
