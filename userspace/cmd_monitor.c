@@ -15,6 +15,7 @@
 #include "cmds.h"
 #include "dm.h"
 #include "json.h"
+#include "metrics.h"
 
 /* "253:1" -> "/dev/dm-1" through sysfs, else unchanged */
 static void dev_path(const char *majmin, char *out, size_t len)
@@ -108,9 +109,21 @@ static void print_status(const char *name, const struct vmc_status *st,
 	}
 }
 
+/* the histograms from sysfs; false when there are none (older module, suspended) */
+static bool get_latency(const char *name, struct vmc_latency *lat)
+{
+	char dir[PATH_MAX], err[256];
+
+	if (snprintf(dir, sizeof(dir), "%s/%s", VMC_SYSFS_CACHES, name) >=
+	    (int)sizeof(dir))
+		return false;
+	return !vmc_latency_read(dir, lat, err, sizeof(err));
+}
+
 static void json_cache(struct json *j, const char *name,
 		       const struct vmc_status *st, const struct vmc_table *t)
 {
+	struct vmc_latency lat;
 	char path[80];
 	uint64_t v;
 
@@ -135,6 +148,7 @@ static void json_cache(struct json *j, const char *name,
 		}
 		json_end_object(j);
 	}
+	vmc_latency_json(j, "latency", get_latency(name, &lat) ? &lat : NULL);
 	json_end_object(j);
 }
 
@@ -168,20 +182,89 @@ static int show_listed(struct json *j, const char *name)
 	return 0;
 }
 
+/* the status line of a vmcache device, checked like vmc_get_status's */
+static char *status_line(const char *name)
+{
+	struct vmc_status st;
+	char *params, err[200];
+	uint64_t len;
+
+	if (vmc_dm_status(name, &len, &params))
+		return NULL;
+	if (vmc_status_parse(params, &st, err, sizeof(err))) {
+		vmc_err("%s: cannot read its status: %s (status: '%s')", name,
+			err, params);
+		free(params);
+		return NULL;
+	}
+	return params;
+}
+
+/* --prometheus: NAME, or every vmcache device (those that can be read) */
+static int prometheus(const char *only)
+{
+	struct vmc_prom_cache *pc;
+	struct vmc_latency *lat;
+	char **names, *one[1];
+	size_t nr, n = 0;
+	int failed = 0;
+
+	if (only) {
+		one[0] = (char *)only;
+		names = one;
+		nr = 1;
+	} else if (vmc_dm_list(&names, &nr)) {
+		return EXIT_FAIL;
+	}
+	pc = calloc(nr ? nr : 1, sizeof(*pc));
+	lat = calloc(nr ? nr : 1, sizeof(*lat));
+	if (!pc || !lat) {
+		vmc_err("out of memory");
+		failed = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		char *line = status_line(names[i]);
+
+		if (!line) {
+			failed++;
+			continue;
+		}
+		pc[n].name = names[i];
+		pc[n].status = line;
+		pc[n].lat = get_latency(names[i], &lat[n]) ? &lat[n] : NULL;
+		n++;
+	}
+	vmc_prom_write(stdout, pc, n);
+	fflush(stdout);
+out:
+	for (size_t i = 0; pc && i < n; i++)
+		free((char *)pc[i].status);
+	free(pc);
+	free(lat);
+	if (!only)
+		vmc_dm_free_list(names, nr);
+	return failed ? EXIT_FAIL : EXIT_OK;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	const char *pos[1] = { NULL };
-	bool json = false;
+	bool json = false, prom = false;
 	const struct opt opts[] = {
 		{ "json", 'j', OPT_FLAG, &json, NULL },
+		{ "prometheus", 'p', OPT_FLAG, &prom, NULL },
 	};
 	const struct cmd_spec spec = {
 		"status",
-		"status [NAME] [--json]\n"
+		"status [NAME] [--json | --prometheus]\n"
 		"Statistics of one cache, or of every vmcache device.\n"
-		"  -j, --json    one JSON document: an object for NAME, else {\"caches\": [...]};\n"
-		"                keys are the status keys plus read_hit_ratio and\n"
-		"                write_hit_ratio (null before any I/O)",
+		"  -j, --json        one JSON document: an object for NAME, else {\"caches\": [...]};\n"
+		"                    keys are the status keys plus read_hit_ratio and\n"
+		"                    write_hit_ratio (null before any I/O), and latency:\n"
+		"                    the latency histograms (null when sysfs has none)\n"
+		"  -p, --prometheus  the Prometheus text format (node_exporter's textfile\n"
+		"                    collector); metric names in vmcachectl(8)",
 		opts, ARRAY_SIZE(opts), pos, 0, 1, NULL,
 	};
 	int ret = parse_args(argc, argv, &spec), failed = 0;
@@ -191,6 +274,12 @@ int cmd_status(int argc, char **argv)
 
 	if (ret != PARSE_RUN)
 		return ret;
+	if (json && prom) {
+		vmc_err("status: --json and --prometheus exclude each other");
+		return EXIT_USAGE;
+	}
+	if (prom)
+		return prometheus(pos[0]);
 	json_init(&j, stdout);
 	if (pos[0]) {
 		struct vmc_status st;

@@ -21,7 +21,7 @@ static const struct cmd {
 } cmds[] = {
 	{ "create", cmd_create, "check two devices and create a cache over them" },
 	{ "remove", cmd_remove, "remove a cache, optionally flushing it first" },
-	{ "status", cmd_status, "statistics of one or all caches (--json)" },
+	{ "status", cmd_status, "statistics of one or all caches (--json, --prometheus)" },
 	{ "set", cmd_set, "change an option of an active cache" },
 	{ "mode", cmd_mode, "switch writethrough/writeback/passthrough online" },
 	{ "flush", cmd_flush, "write back all dirty data, with progress" },

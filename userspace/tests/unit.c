@@ -1210,6 +1210,7 @@ static void test_create_checks(void)
 }
 
 #include "unit_writeback.c"
+#include "unit_metrics.c"
 
 /* ---- runner ------------------------------------------------------------ */
 
@@ -1227,6 +1228,12 @@ static const struct {
 	{ "vmcachetab_lines", test_vmcachetab },
 	{ "status_parse", test_status_parse },
 	{ "json_writer", test_json },
+	{ "prometheus_status_exact", test_prom_status },
+	{ "prometheus_histograms", test_prom_histograms },
+	{ "prometheus_caches_labels_new_keys", test_prom_caches },
+	{ "latency_line_parse", test_latency_parse },
+	{ "latency_sysfs_and_json", test_latency_sysfs_json },
+	{ "prometheus_cli", test_prom_cli },
 	{ "drain_progress_line", test_drain_line },
 	{ "format_layout", test_format_layout },
 	{ "check_committed_mappings", test_check_mappings },
