@@ -201,7 +201,7 @@ log "kmemleak check (selftests/guest/kmemleak.sh)"
 cp "$GUEST_BUILD/logs/script-output.log" "$GUEST_BUILD/logs/kmemleak.log" 2>/dev/null || true
 
 # Splats in the guest consoles: first line and the top of the stack.
-SPLAT_RE='BUG: KASAN|BUG: sleeping function|WARNING: possible|WARNING: inconsistent|WARNING: suspicious RCU|WARNING: bad unlock|WARNING: held lock|WARNING: lock held|WARNING: Nested lock|BUG: key|BUG: MAX_LOCK|ODEBUG:|kmemleak: [1-9][0-9]* new suspected|unreferenced object 0x|WARNING: CPU:|kernel BUG|BUG: unable|general protection|Oops|INFO: task .* blocked'
+SPLAT_RE='BUG: KASAN|BUG: sleeping function|WARNING: possible|WARNING: inconsistent|WARNING: suspicious RCU|WARNING: bad unlock|WARNING: held lock|WARNING: lock held|WARNING: Nested lock|BUG: key|BUG: MAX_LOCK|ODEBUG:|kmemleak: [1-9][0-9]* new suspected|unreferenced object 0x|WARNING: CPU:|kernel BUG|BUG: unable|general protection|Oops|INFO: task .* blocked|Invalid wait context|BUG: scheduling while atomic'
 found=0
 for con in "$GUEST_BUILD"/logs/boot*-console.log "$GUEST_BUILD"/logs/script-console.log \
 	   "$GUEST_BUILD"/logs/kmemleak.log; do
