@@ -511,3 +511,17 @@ is_clean() {
 
 # table_load <dm name> <table lines>: replace a live table
 table_load() { dmsetup load "$1" <<<"$2" && dmsetup resume "$1"; }
+
+# run_timed <description> <command...>: a KTAP result with the command's
+# run time, run in this shell (unlike ktap_test_result's subshell, the
+# command keeps its variables and cleanup entries)
+run_timed() {
+	local d=$1 t0
+	shift
+	t0=$(now_ms)
+	if "$@"; then
+		ktap_test_pass "$d ($(($(now_ms) - t0)) ms)"
+	else
+		ktap_test_fail "$d ($(($(now_ms) - t0)) ms)"
+	fi
+}

@@ -281,19 +281,6 @@ check_cache_dev() {
 # dm event number of the vmcache device
 events() { dmsetup info -c --noheadings -o events "$NAME"; }
 
-# run_case <description> <function...>: in this shell (the function keeps
-# its variables and cleanup entries, unlike ktap_test_result's subshell)
-run_case() {
-	local d=$1 t0
-	shift
-	t0=$(now_ms)
-	if "$@"; then
-		ktap_test_pass "$d ($(($(now_ms) - t0)) ms)"
-	else
-		ktap_test_fail "$d ($(($(now_ms) - t0)) ms)"
-	fi
-}
-
 # ------------------------------------------------------------ the data
 
 # ORIG: the origin's content; N1: set-up writes; N2: writes under faults.
@@ -552,7 +539,7 @@ run_pass() {
 	fi
 	ktap_test_pass "$m $l: set-up ($(($(now_ms) - t0)) ms)"
 	if [ "$CHECKED_ORDER" = 0 ]; then
-		run_case "a fresh cache allocates cblocks in first-touch order (the cblocks the faults cover)" cblock_order
+		run_timed "a fresh cache allocates cblocks in first-touch order (the cblocks the faults cover)" cblock_order
 		CHECKED_ORDER=1
 	fi
 	for f in "${FAULTS[@]}"; do
@@ -568,9 +555,9 @@ run_pass() {
 	done
 	stop_load
 	rm -f "$tmp/dev"
-	run_case "$m $l: drained, device = origin = read-backs, data_loss=0, vmcachectl check" pass_end "$first"
+	run_timed "$m $l: drained, device = origin = read-backs, data_loss=0, vmcachectl check" pass_end "$first"
 	if dm_exists "$NAME"; then vmc_remove || true; fi
-	run_case "$m $l: loaded again (must_exist 1), it returns the same data" pass_reload
+	run_timed "$m $l: loaded again (must_exist 1), it returns the same data" pass_reload
 	dm_exists "$NAME" && vmc_remove
 	origin_heal && cache_heal || true
 }
@@ -766,15 +753,15 @@ done
 ktap_print_msg "fault matrix: $CELL_PASS of $((CELL_PASS + CELL_FAIL)) cells passed${CELL_FAILED[*]:+; failed: ${CELL_FAILED[*]}}"
 
 if [ "$EXTRA" = 1 ]; then
-	run_case "writeback cache read error in a merged copy: data_loss=1, block 276 serves the origin's data, the block rewritten during the copy keeps its rewrite" wb_read_error
-	run_case "writeback cache read error in a merged copy: after heal and drain the origin holds every other block exactly" wb_read_error_drain
+	run_timed "writeback cache read error in a merged copy: data_loss=1, block 276 serves the origin's data, the block rewritten during the copy keeps its rewrite" wb_read_error
+	run_timed "writeback cache read error in a merged copy: after heal and drain the origin holds every other block exactly" wb_read_error_drain
 	dm_exists "$NAME" && vmc_remove
 	origin_heal && cache_heal || true
 
-	run_case "degrade: read hits on failing clean cache blocks return the origin's data" degrade_setup
-	run_case "degrade: >= 8 cache errors in a row: degraded=1 and a dm event" degraded_state
-	run_case "degrade: new writes go around the cache, reads stay correct" around_cache
-	run_case "degrade: dirty data keeps draining to the origin (no flush message)" degraded_drain
+	run_timed "degrade: read hits on failing clean cache blocks return the origin's data" degrade_setup
+	run_timed "degrade: >= 8 cache errors in a row: degraded=1 and a dm event" degraded_state
+	run_timed "degrade: new writes go around the cache, reads stay correct" around_cache
+	run_timed "degrade: dirty data keeps draining to the origin (no flush message)" degraded_drain
 	dm_exists "$NAME" && vmc_remove
 	cache_heal || true
 
@@ -783,8 +770,8 @@ if [ "$EXTRA" = 1 ]; then
 	LWB=(writethrough:N1)
 	[ "${VMCACHE_FAULTS_EXTRA:-1}" = 2 ] && LWB+=(passthrough:N2)
 	for m in "${LWB[@]}"; do
-		run_case "origin write errors on leaving writeback (mode ${m%:*}): dirty kept, retried, degraded=1, data readable" leave_wb_errors "${m%:*}" "$tmp/${m#*:}"
-		run_case "origin write errors on leaving writeback (mode ${m%:*}): healed: drained, degraded=0, origin byte-exact" leave_wb_heal
+		run_timed "origin write errors on leaving writeback (mode ${m%:*}): dirty kept, retried, degraded=1, data readable" leave_wb_errors "${m%:*}" "$tmp/${m#*:}"
+		run_timed "origin write errors on leaving writeback (mode ${m%:*}): healed: drained, degraded=0, origin byte-exact" leave_wb_heal
 		dm_exists "$NAME" && vmc_remove
 		origin_heal || true
 	done

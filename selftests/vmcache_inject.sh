@@ -375,16 +375,6 @@ inj_format() {
 	return "$rc"
 }
 
-run_case() {
-	local d=$1
-	shift
-	if "$@"; then
-		ktap_test_pass "$d"
-	else
-		ktap_test_fail "$d"
-	fi
-}
-
 # ---------------------------------------------------------------- main
 
 T_START=$(now_ms)
@@ -423,8 +413,8 @@ ktap_print_msg "cache $((CSZ / 2048)) MiB: data_start $DS, $NMP mapping pages pe
 
 for op in "${OPS[@]}"; do
 	case $op in
-	format) run_case "injection: format dies after write N (N = 0..3, control 4)" inj_format ;;
-	*) run_case "injection: $op dies after metadata write N (N = 0..all)" inj_op "$op" ;;
+	format) run_timed "injection: format dies after write N (N = 0..3, control 4)" inj_format ;;
+	*) run_timed "injection: $op dies after metadata write N (N = 0..all)" inj_op "$op" ;;
 	esac
 	if dm_exists "$NAME"; then vmc_remove || true; fi
 	cache_heal || true

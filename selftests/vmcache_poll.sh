@@ -61,18 +61,6 @@ TMP=$(mktemp -d)
 cleanup_push "rm -rf $TMP"
 OPTS="block_size 32768 mode writethrough promote_after 1 sequential_cutoff 0 writeback_low 100 writeback_high 100 max_dirty_age 0"
 
-# run_case <description> <function>: in this shell, with its run time
-run_case() {
-	local d=$1 t0
-	shift
-	t0=$(now_ms)
-	if "$@"; then
-		ktap_test_pass "$d ($(($(now_ms) - t0)) ms)"
-	else
-		ktap_test_fail "$d ($(($(now_ms) - t0)) ms)"
-	fi
-}
-
 # ------------------------------------------------------------- devices
 
 # null_blk with poll queues: the module parameter is the upper bound of
@@ -235,7 +223,7 @@ t_wt_new() {
 	healthy "$t" || return 1
 	pfio "$DEV" wt_new "${J_WT_NEW[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "writethrough: polled 32 KiB writes to new blocks complete, cache copies never stranded, verified" t_wt_new
+run_timed "writethrough: polled 32 KiB writes to new blocks complete, cache copies never stranded, verified" t_wt_new
 
 # ---------------------------------------------------------------------
 # [2] writethrough sub-block writes over cached clean blocks: both devices
@@ -256,7 +244,7 @@ t_wt_cached() {
 	healthy "$t" || return 1
 	pfio "$DEV" wt_sub "${J_WT_SUB[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "writethrough: polled 4 KiB writes over cached blocks (FLUX wait, late cache copies, drops) complete, verified" t_wt_cached
+run_timed "writethrough: polled 4 KiB writes over cached blocks (FLUX wait, late cache copies, drops) complete, verified" t_wt_cached
 
 # ---------------------------------------------------------------------
 # [3] bios spanning blocks: dm splits them (dm_accept_partial_bio), each
@@ -270,7 +258,7 @@ t_wt_multi() {
 	ge write_misses "$m" 64 && healthy "$t" || return 1
 	pfio "$DEV" wt_multi "${J_WT_MULTI[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "writethrough: polled 128 KiB writes split per block complete, verified" t_wt_multi
+run_timed "writethrough: polled 128 KiB writes split per block complete, verified" t_wt_multi
 
 # ---------------------------------------------------------------------
 # [4] read misses fill (the fill is the target's own write), then hits
@@ -288,7 +276,7 @@ t_fill() {
 		pfio "$DEV" orig_r3 "${J_ORIG_R3[@]}" --verify_only=1 || return 1
 	ge read_hits "$r" 32 && healthy "$t"
 }
-run_case "read misses: polled reads fill (32 KiB and sub-block), polled hits return the same data" t_fill
+run_timed "read misses: polled reads fill (32 KiB and sub-block), polled hits return the same data" t_fill
 
 # ---------------------------------------------------------------------
 # [5] writeback writes over clean copies wait for the commit that marks
@@ -308,7 +296,7 @@ t_wb_held() {
 	healthy "$t" || return 1
 	pfio "$DEV" wb_held "${J_WB_HELD[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "writeback: polled writes over clean blocks, held for a commit, complete, verified" t_wb_held
+run_timed "writeback: polled writes over clean blocks, held for a commit, complete, verified" t_wb_held
 
 # ---------------------------------------------------------------------
 # [6] FUA writes in writeback go to both devices (cache copy by the target)
@@ -333,7 +321,7 @@ t_wb_fua() {
 	healthy "$t" || return 1
 	pfio "$DEV" wb_fua "${J_WB_FUA[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "writeback: polled FUA writes to new blocks (both devices) complete, verified" t_wb_fua
+run_timed "writeback: polled FUA writes to new blocks (both devices) complete, verified" t_wb_fua
 
 # ---------------------------------------------------------------------
 # [7] passthrough writes over clean copies drop them and wait for the
@@ -357,7 +345,7 @@ t_pt_drop() {
 	healthy "$t" || return 1
 	pfio "$DEV" pt_drop "${J_PT_DROP[@]}" --verify_only=1 && healthy "$t"
 }
-run_case "passthrough: polled writes over clean blocks, held for the drop's commit, complete, verified" t_pt_drop
+run_timed "passthrough: polled writes over clean blocks, held for the drop's commit, complete, verified" t_pt_drop
 
 # ---------------------------------------------------------------------
 # [8] the whole device, byte for byte: drained and after dropping every
@@ -387,7 +375,7 @@ t_whole() {
 		pfio "$DEV" wb_fua "${J_WB_FUA[@]}" --verify_only=1 || return 1
 	healthy "$t"
 }
-run_case "drain, invalidate: the whole device = origin = what was written, byte for byte" t_whole
+run_timed "drain, invalidate: the whole device = origin = what was written, byte for byte" t_whole
 
 # ---------------------------------------------------------------------
 t_log() {
@@ -400,6 +388,6 @@ t_log() {
 	}
 	check_dmesg_clean
 }
-run_case "kernel log: no request timed out, no hung task, WARN or BUG" t_log
+run_timed "kernel log: no request timed out, no hung task, WARN or BUG" t_log
 
 ktap_finished 9
