@@ -712,6 +712,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	pb->flags = 0;
 	pb->cblock = VMC_NIL;
 	pb->clone_status = BLK_STS_OK;
+	pb->lat_class = VMC_LAT_NONE;
 
 	if (bio->bi_opf & REQ_PREFLUSH) {
 		vmc_defer_flush(c, bio);
@@ -729,6 +730,9 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		WRITE_ONCE(c->last_io, now);
 
 	is_write = op_is_write(bio_op(bio));
+	/* a read hit says so below; everything else is known here */
+	pb->lat_class = is_write ? VMC_LAT_WRITE : VMC_LAT_READ_MISS;
+	pb->lat_start = vmc_now_us();
 	if (map_across_blocks(c, bio, is_write))
 		return DM_MAPIO_REMAPPED;
 	describe(c, bio, &rq);
@@ -811,6 +815,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		if (route == R_READ_HIT) {
 			pb->flags |= VMC_PB_RETRY;
 			pb->iter = bio->bi_iter;
+			pb->lat_class = VMC_LAT_READ_HIT;
 		}
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
@@ -863,6 +868,16 @@ static bool retry_on_origin(struct vmcache *c, struct bio *bio,
 	return true;
 }
 
+/*
+ * The bio is done for its submitter (not for a retry that goes on): its
+ * latency from map, retries and commit waits included.
+ */
+static void lat_done(struct vmcache *c, struct vmc_bio *pb)
+{
+	if (pb->lat_class < VMC_NR_LAT)
+		vmc_lat_add(c, pb->lat_class, vmc_now_us() - pb->lat_start, 1);
+}
+
 int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 {
 	struct vmcache *c = ti->private;
@@ -877,6 +892,7 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	if (pb->flags & VMC_PB_OWRITE)
 		owrite_end(c, pb);
 	if (!(pb->flags & VMC_PB_HOLD)) {
+		lat_done(c, pb);
 		if (*error && bio_op(bio) != REQ_OP_DISCARD &&
 		    !(bio->bi_opf & REQ_PREFLUSH))
 			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
@@ -901,8 +917,10 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		/* the holder and filling bits pass on to the fill copy */
 		pb->flags &= ~VMC_PB_HOLD;
 		spin_unlock_irqrestore(&c->lock, flags);
-		if (start_fill(c, bio, pb))
+		if (start_fill(c, bio, pb)) {
+			lat_done(c, pb);
 			return DM_ENDIO_DONE;
+		}
 		spin_lock_irqsave(&c->lock, flags);
 		ok = false;
 		pb->flags |= VMC_PB_HOLD;
@@ -937,6 +955,7 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		defer_remapped(c, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}
+	lat_done(c, pb);
 	return DM_ENDIO_DONE;
 }
 

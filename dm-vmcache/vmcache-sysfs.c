@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * dm-vmcache sysfs: /sys/module/dm_vmcache/caches/<dm-name>/ holds one file
- * per status key (read-only) and per online tunable (read-write), so tools
- * need not parse the status line.  The directory lives from resume to
- * suspend, so a table reload never meets its predecessor's name.  Each
- * resume gets a new kobject (a kobject is initialised once and freed by its
- * release); removing it waits for readers, so it never outlives the cache.
+ * per status key (read-only), per online tunable (read-write) and per
+ * latency histogram (read-only), so tools need not parse the status line.
+ * The directory lives from resume to suspend, so a table reload never meets
+ * its predecessor's name.  Each resume gets a new kobject (a kobject is
+ * initialised once and freed by its release); removing it waits for
+ * readers, so it never outlives the cache.
  */
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -31,7 +32,19 @@ static const char * const status_keys[] = {
 	"flush", "degraded", "commits", "seq",
 };
 
-#define VMC_NR_ATTRS (ARRAY_SIZE(status_keys) + VMC_NR_TUNABLES)
+/*
+ * latency_<class>: the bucket counts of one histogram, space-separated;
+ * latency_<class>_sum_us: the microseconds they add up to
+ */
+static const char * const lat_files[2 * VMC_NR_LAT] = {
+	"latency_read_hit", "latency_read_miss", "latency_write",
+	"latency_writeback", "latency_read_hit_sum_us",
+	"latency_read_miss_sum_us", "latency_write_sum_us",
+	"latency_writeback_sum_us",
+};
+
+#define VMC_NR_ATTRS (ARRAY_SIZE(status_keys) + VMC_NR_TUNABLES + \
+		      ARRAY_SIZE(lat_files))
 
 static struct kset *caches_kset;
 static struct attribute vmc_attr_store[VMC_NR_ATTRS];
@@ -48,6 +61,38 @@ static int tunable_of(const struct attribute *attr)
 	return -1;
 }
 
+static int lat_file_of(const struct attribute *attr)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(lat_files); i++)
+		if (!strcmp(attr->name, lat_files[i]))
+			return i;
+	return -1;
+}
+
+/* summed over the CPUs; not a snapshot: counts may move while summed */
+static ssize_t show_latency(struct vmcache *c, int f, char *buf)
+{
+	enum vmc_lat_class k = f % VMC_NR_LAT;
+	u64 sum = 0;
+	int cpu, i, n = 0;
+
+	if (f >= VMC_NR_LAT) {
+		for_each_possible_cpu(cpu)
+			sum += per_cpu_ptr(c->stats, cpu)->lat_sum[k];
+		return sysfs_emit(buf, "%llu\n", sum);
+	}
+	for (i = 0; i < VMC_LAT_BUCKETS; i++) {
+		sum = 0;
+		for_each_possible_cpu(cpu)
+			sum += per_cpu_ptr(c->stats, cpu)->lat[k][i];
+		n += sysfs_emit_at(buf, n, "%s%llu", i ? " " : "", sum);
+	}
+	n += sysfs_emit_at(buf, n, "\n");
+	return n;
+}
+
 static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 			     char *buf)
 {
@@ -62,6 +107,9 @@ static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 		buf[n++] = '\n';
 		return n;
 	}
+	t = lat_file_of(attr);
+	if (t >= 0)
+		return show_latency(c, t, buf);
 	/* one formatter for the status line and these files */
 	all = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!all)
@@ -233,6 +281,11 @@ int vmc_sysfs_init(void)
 		if (!strcmp(status_keys[i], "block_size"))
 			continue;
 		vmc_attr_store[n].name = status_keys[i];
+		vmc_attr_store[n].mode = 0444;
+		n++;
+	}
+	for (i = 0; i < ARRAY_SIZE(lat_files); i++) {
+		vmc_attr_store[n].name = lat_files[i];
 		vmc_attr_store[n].mode = 0444;
 		n++;
 	}

@@ -49,6 +49,7 @@ struct vmc_wb_extent {
 	u32 first, last;	/* items covered */
 	u8 mask;		/* sub-blocks of item first (if only one) */
 	bool read_err, write_err;
+	u32 done_us;		/* vmc_now_us() at completion */
 };
 
 void vmc_wb_kick(struct vmcache *c)
@@ -161,6 +162,7 @@ static u32 select_blocks(struct vmcache *c, u32 want, bool aged_only)
 			c->wb_items[n].err = false;
 			c->wb_items[n].lost = 0;
 			c->wb_items[n].retry = false;
+			c->wb_items[n].lat_us = 0;
 			n++;
 		}
 		idx = b->next;
@@ -185,6 +187,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 
 	e->read_err = read_err;
 	e->write_err = !!write_err;
+	e->done_us = vmc_now_us();
 	atomic_set(&c->origin_unflushed, 1);
 	if (atomic_dec_and_test(&c->wb_pending))
 		queue_work(c->wq, &c->wb_done_work);
@@ -275,6 +278,7 @@ static void wb_work(struct work_struct *ws)
 	c->wb_nomerge = false;
 	c->wb_next = next;
 	c->wb_start = jiffies;
+	c->wb_start_us = vmc_now_us();
 	WRITE_ONCE(c->wb_running, true);
 	atomic_set(&c->wb_inflight_blocks, n);
 	atomic_set(&c->wb_pending, c->wb_ext_nr + 1);
@@ -321,6 +325,7 @@ static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 	}
 	vmc_policy_clear_dirty(c, it->cblock, it->mask);
 	vmc_stat_inc(c, VMC_S_WB_DONE);
+	vmc_lat_add(c, VMC_LAT_WRITEBACK, it->lat_us, 1);
 }
 
 static void wb_done_work(struct work_struct *ws)
@@ -347,6 +352,8 @@ static void wb_done_work(struct work_struct *ws)
 		for (j = e->first; j <= e->last; j++) {
 			struct vmc_wb_item *it = &c->wb_items[j];
 
+			/* a block split over extents took until its last */
+			it->lat_us = max(it->lat_us, e->done_us - c->wb_start_us);
 			it->err |= e->write_err || flush_failed;
 			if (!e->read_err || e->write_err)
 				continue;

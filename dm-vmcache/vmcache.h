@@ -10,7 +10,10 @@
 #include <linux/device-mapper.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/kobject.h>
+#include <linux/ktime.h>
+#include <linux/percpu.h>
 #include <linux/spinlock.h>
+#include <linux/timekeeping.h>
 #include <linux/workqueue.h>
 #include <linux/completion.h>
 #include "vmcache_ondisk.h"
@@ -118,8 +121,29 @@ enum vmc_stat {
 
 extern const char * const vmc_stat_names[VMC_NR_STATS];
 
+/*
+ * Latency histograms, per CPU like the counters: log2 buckets of
+ * microseconds.  Bucket 0 counts up to 16 us, bucket i (1..20) more than
+ * 16 << (i - 1) and up to 16 << i us, the last bucket more than 2^24 us
+ * (16.8 s).  Updated on completion, which may run in hard IRQ context:
+ * per-CPU adds only.
+ */
+enum vmc_lat_class {
+	VMC_LAT_READ_HIT,	/* reads served from the cache */
+	VMC_LAT_READ_MISS,	/* other reads (from the origin) */
+	VMC_LAT_WRITE,		/* writes, whatever their route */
+	VMC_LAT_WRITEBACK,	/* a block's writeback copy */
+	VMC_NR_LAT,
+	VMC_LAT_NONE = VMC_NR_LAT,	/* not measured (flush, discard) */
+};
+
+#define VMC_LAT_FIRST_SHIFT	4	/* bucket 0: up to 16 us */
+#define VMC_LAT_BUCKETS		22
+
 struct vmc_stats {
 	u64 v[VMC_NR_STATS];
+	u64 lat[VMC_NR_LAT][VMC_LAT_BUCKETS];
+	u64 lat_sum[VMC_NR_LAT];	/* microseconds */
 };
 
 #define VMC_OWRITE_SLOTS 1024
@@ -142,6 +166,7 @@ struct vmc_wb_item {
 	u8 lost;	/* sub-blocks the cache could not read */
 	bool err;	/* origin write or flush failed */
 	bool retry;	/* a merged copy failed to read: copy it alone */
+	u32 lat_us;	/* batch issue to the end of its last copy */
 };
 
 struct vmc_wb_extent;
@@ -239,6 +264,7 @@ struct vmcache {
 	atomic_t wb_pending;		/* copies of the batch in flight */
 	atomic_t wb_inflight_blocks;
 	unsigned long wb_start, wb_next;
+	u32 wb_start_us;		/* vmc_now_us() at batch issue */
 	u32 wb_lat_avg, wb_lat_min;	/* usecs per block copied */
 	unsigned int wb_fail_streak;
 	bool wb_running;
@@ -255,13 +281,21 @@ struct vmcache {
 /* per-bio state (ti->per_io_data_size) */
 struct vmc_bio {
 	u64 ob_first;		/* origin writes: blocks counted in owrites */
-	u64 ob_count;		/* (discards: the range of blocks to drop) */
+	u32 ob_count;		/* (discards: the range of blocks to drop) */
+	u32 lat_start;		/* vmc_now_us() at map */
 	u32 cblock;
 	u8 mask;		/* sub-blocks this bio touches */
+	u8 lat_class;		/* enum vmc_lat_class */
 	u16 flags;		/* VMC_PB_* */
 	blk_status_t clone_status;
 	struct bvec_iter iter;	/* as mapped: to copy or resubmit */
 };
+
+/*
+ * The latency fields took ob_count's upper half (a bio is under 4 GiB, so
+ * under 2^20 blocks) and a hole: no growth.
+ */
+static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 
 #define VMC_PB_HOLD	BIT(0)	/* holds cblock */
 #define VMC_PB_WRITER	BIT(1)	/* counted in writers */
@@ -293,6 +327,28 @@ static inline void vmc_stat_add(struct vmcache *c, enum vmc_stat s, u64 n)
 static inline void vmc_stat_inc(struct vmcache *c, enum vmc_stat s)
 {
 	vmc_stat_add(c, s, 1);
+}
+
+/* microseconds, wrapping every 71 minutes: differences stay right */
+static inline u32 vmc_now_us(void)
+{
+	return (u32)ktime_to_us(ktime_get());
+}
+
+static inline unsigned int vmc_lat_bucket(u32 us)
+{
+	if (us <= 1u << VMC_LAT_FIRST_SHIFT)
+		return 0;
+	return min_t(unsigned int, fls(us - 1) - VMC_LAT_FIRST_SHIFT,
+		     VMC_LAT_BUCKETS - 1);
+}
+
+/* any context: two per-CPU adds, no lock */
+static inline void vmc_lat_add(struct vmcache *c, enum vmc_lat_class k,
+			       u32 us, u32 n)
+{
+	this_cpu_add(c->stats->lat[k][vmc_lat_bucket(us)], n);
+	this_cpu_add(c->stats->lat_sum[k], (u64)us * n);
 }
 
 u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s);
