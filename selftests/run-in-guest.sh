@@ -199,7 +199,7 @@ OPTIONAL_BINS=(
 	dd cmp md5sum sha256sum timeout grep sed awk stat head tail od cut sort
 	uniq sync truncate wc tr seq date sleep env cat ls cp mv rm mkdir ln
 	chmod tee find xargs nproc uname basename dirname readlink realpath
-	mktemp hexdump mke2fs mkfs.ext4 e2fsck fsck.ext4 dumpe2fs
+	mktemp hexdump mke2fs mkfs.ext4 e2fsck fsck.ext4 dumpe2fs jq
 )
 # Module directories under kernel/ copied into the guest.
 MODULE_DIRS=(
