@@ -419,6 +419,18 @@ msg() {
 	dmsetup message "$NAME" 0 "$@"
 }
 
+# wait_clean: nothing dirty and no flush under way, within 30 s (status
+# through dmsetup, $NAME)
+wait_clean() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
+		sleep 0.1
+	done
+	ktap_print_msg "not clean after 30 s: $(status_line)"
+	return 1
+}
+
 # drain: write back every dirty block; wait (at most 60 s) for
 # blocks_dirty=0 and flush=idle
 drain() {

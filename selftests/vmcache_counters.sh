@@ -157,16 +157,6 @@ step_writeback_not_on_origin() {
 	compare_bytes "$tmp/o" /dev/zero $((10 * 4096))
 }
 
-wait_clean() {
-	local i
-	for ((i = 0; i < 300; i++)); do
-		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
-		sleep 0.1
-	done
-	ktap_print_msg "not clean after 30 s: $(status_line)"
-	return 1
-}
-
 step_flush() {
 	reset && msg flush && wait_clean &&
 	expect writeback_done=14 blocks_dirty=0 blocks_used=35 || return 1

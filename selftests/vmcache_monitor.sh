@@ -71,16 +71,6 @@ show_lat() {
 	done
 }
 
-wait_clean() {
-	local i
-	for ((i = 0; i < 300; i++)); do
-		[ "$(st blocks_dirty)" = 0 ] && [ "$(st flush)" = idle ] && return 0
-		sleep 0.1
-	done
-	ktap_print_msg "not clean after 30 s: $(status_line)"
-	return 1
-}
-
 # ------------------------------------------------------------ the steps
 
 step_files() {
