@@ -278,22 +278,28 @@ static void fill_endio(struct bio *fill)
 		wake_up_var(&c->internal_io);
 }
 
+static void send_overlays(struct bio *bio);
+
 void vmc_fill_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, fill_work);
-	struct bio_list fills, remaps;
+	struct bio_list fills, remaps, overlays;
 	struct bio *bio;
 
 	spin_lock_irq(&c->defer_lock);
 	fills = c->fill_bios;
 	remaps = c->remap_bios;
+	overlays = c->overlay_bios;
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->remap_bios);
+	bio_list_init(&c->overlay_bios);
 	spin_unlock_irq(&c->defer_lock);
 	while ((bio = bio_list_pop(&fills)))
 		submit_bio_noacct(bio);
 	while ((bio = bio_list_pop(&remaps)))
 		dm_submit_bio_remap(bio, NULL);
+	while ((bio = bio_list_pop(&overlays)))
+		send_overlays(bio);
 }
 
 /* submit a bio of dm's that we remapped, later, from process context */
@@ -648,15 +654,159 @@ static u64 origin_run(struct vmcache *c, u64 first, u64 last, bool is_write)
 	return ob - first;
 }
 
+/* ------------------------------------------------------------------ */
+/*
+ * Overlay reads.  A bypassed read over blocks with dirty data reads the
+ * whole range from the origin in one piece, then reads the dirty runs from
+ * the cache over the stale parts of its buffer: one origin bio however
+ * scattered the dirty blocks are.  Each overlay clone holds its block from
+ * map to its completion, so the block is neither evicted nor reused
+ * meanwhile; writeback may clean it, the cache copy is still the newest.
+ */
+#define VMC_OVERLAY_MAX	64	/* cache reads per bio; the rest is cut */
+
+static void overlay_endio(struct bio *clone)
+{
+	struct vmc_own *own = own_of(clone);
+	struct vmcache *c = own->c;
+	struct bio *parent = own->parent;
+	struct vmc_bio *pb = dm_per_bio_data(parent, sizeof(*pb));
+	unsigned long flags;
+
+	if (clone->bi_status) {
+		pb->clone_status = clone->bi_status;
+		vmc_note_cache_error(c);
+	}
+	spin_lock_irqsave(&c->lock, flags);
+	c->blocks[own->cblock].holders--;
+	spin_unlock_irqrestore(&c->lock, flags);
+	bio_put(clone);
+	bio_endio(parent);
+}
+
+/* drop overlays never sent (the origin read failed) */
+static void drop_overlays(struct vmcache *c, struct vmc_bio *pb)
+{
+	struct bio *clone = pb->overlay, *next;
+	unsigned long flags;
+
+	spin_lock_irqsave(&c->lock, flags);
+	for (; clone; clone = next) {
+		next = clone->bi_next;
+		c->blocks[own_of(clone)->cblock].holders--;
+		bio_put(clone);
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->overlay = NULL;
+}
+
+/* process context: the origin read is done, read the dirty runs over it */
+static void send_overlays(struct bio *bio)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	struct bio *clone = pb->overlay, *next;
+
+	pb->overlay = NULL;
+	for (; clone; clone = next) {
+		next = clone->bi_next;
+		clone->bi_next = NULL;
+		bio_inc_remaining(bio);
+		submit_bio_noacct(clone);
+	}
+	/* the reference the origin read left: end_io runs once all are in */
+	bio_endio(bio);
+}
+
+/*
+ * Plan the overlays of a bypassed read from block @first (sector @s) to
+ * @last; called with c->lock held.  Returns how many blocks the bio covers
+ * (it is cut there), 0 when the first block cannot be planned.
+ */
+static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
+			 u64 first, u64 last, u32 *hits)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	sector_t end = s + bio_sectors(bio);
+	struct bio_list clones, blk;
+	u32 n = 0;
+	u64 ob;
+
+	bio_list_init(&clones);
+	*hits = 0;
+	for (ob = first; ob <= last; ob++) {
+		sector_t bstart = ob << c->block_shift;
+		u32 idx = vmc_lookup(c, ob);
+		unsigned int lo, hi, k;
+		unsigned long dirty;
+		struct vmc_block *b;
+		struct bio *clone;
+
+		if (idx == VMC_NIL)
+			continue;
+		b = &c->blocks[idx];
+		lo = s > bstart ? (s - bstart) >> c->sub_shift : 0;
+		hi = min_t(sector_t, end - bstart, vmc_block_sectors(c));
+		hi = (hi + (1u << c->sub_shift) - 1) >> c->sub_shift;
+		dirty = b->dirty & range_mask(lo, hi - 1);
+		if (!dirty)
+			continue;
+		if (n + hweight8(dirty) > VMC_OVERLAY_MAX)
+			break;
+		bio_list_init(&blk);
+		for (k = find_first_bit(&dirty, VMC_SUBBLOCKS);
+		     k < VMC_SUBBLOCKS;
+		     k = find_next_bit(&dirty, VMC_SUBBLOCKS, k)) {
+			unsigned int e = find_next_zero_bit(&dirty,
+							    VMC_SUBBLOCKS, k);
+			sector_t from = bstart + ((sector_t)k << c->sub_shift);
+			sector_t to = bstart + ((sector_t)e << c->sub_shift);
+
+			from = max(from, s);
+			to = min(to, end);
+			clone = bio_alloc_clone(c->cache_dev->bdev, bio,
+						GFP_NOWAIT, &c->bs);
+			if (!clone)
+				break;
+			clone->bi_opf &= ~REQ_POLLED;
+			bio_advance(clone, (from - s) << SECTOR_SHIFT);
+			clone->bi_iter.bi_size = (to - from) << SECTOR_SHIFT;
+			clone->bi_iter.bi_sector = vmc_cblock_sector(c, idx) +
+						   (from - bstart);
+			clone->bi_end_io = overlay_endio;
+			own_of(clone)->c = c;
+			own_of(clone)->parent = bio;
+			own_of(clone)->cblock = idx;
+			bio_list_add(&blk, clone);
+			k = e;
+		}
+		if (k < VMC_SUBBLOCKS) {
+			/* no memory for all of this block: cut before it */
+			while ((clone = bio_list_pop(&blk)))
+				bio_put(clone);
+			break;
+		}
+		/* each clone holds the block until it completes */
+		b->holders += bio_list_size(&blk);
+		n += bio_list_size(&blk);
+		bio_list_merge(&clones, &blk);
+		(*hits)++;
+	}
+	pb->overlay = clones.head;
+	if (clones.head)
+		pb->flags |= VMC_PB_OVERLAY;
+	return ob - first;
+}
+
 /*
  * A bio spanning blocks.  A sequential stream past the cutoff goes to the
- * origin in runs as long as the cache allows: the longest prefix of
- * blocks that need nothing from the cache (origin_run) is remapped in one
- * piece, so a stream over a disk with scattered cached blocks is split
- * only where the place of the data changes.  Anything else is cut at the
- * block end and mapped block by block.  The rest comes back here either
- * way; counters count block-sized pieces.  Returns true when (a prefix
- * of) the bio was remapped to the origin.
+ * origin in runs as long as the cache allows, so a stream over a disk with
+ * scattered cached blocks is split only where the place of the data
+ * changes: a write takes the longest prefix of blocks that are not cached
+ * (origin_run); a read takes the whole bio, the dirty runs read from the
+ * cache over the origin's data (plan_overlays).  Anything else is cut at
+ * the block end and mapped block by block.  The rest comes back here
+ * either way; counters count block-sized pieces.  Returns true when (a
+ * prefix of) the bio was remapped to the origin.
  */
 static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			      bool is_write)
@@ -668,14 +818,20 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	u64 first = s >> c->block_shift;
 	u64 last = (s + len - 1) >> c->block_shift;
 	unsigned long flags;
+	u32 hits = 0;
 	u64 run = 0;
 
 	if (len <= to_end)
 		return false;
 	spin_lock_irqsave(&c->lock, flags);
 	if (vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				  bio->bi_iter.bi_size, false))
-		run = origin_run(c, first, last, is_write);
+				  bio->bi_iter.bi_size, false)) {
+		/* a polled bio must complete where dm polls: no overlays */
+		if (is_write || (bio->bi_opf & REQ_POLLED))
+			run = origin_run(c, first, last, is_write);
+		else
+			run = plan_overlays(c, bio, s, first, last, &hits);
+	}
 	if (run) {
 		if (first + run <= last)
 			dm_accept_partial_bio(bio, ((first + run) <<
@@ -685,8 +841,9 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				      bio->bi_iter.bi_size, true);
 		vmc_stat_add(c, is_write ? VMC_S_WRITE_MISSES :
-					   VMC_S_READ_MISSES, run);
-		vmc_stat_add(c, VMC_S_BYPASSED, run);
+					   VMC_S_READ_MISSES, run - hits);
+		vmc_stat_add(c, VMC_S_READ_HITS, hits);
+		vmc_stat_add(c, VMC_S_BYPASSED, run - hits);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
 	if (run)
@@ -878,6 +1035,36 @@ static void lat_done(struct vmcache *c, struct vmc_bio *pb)
 		vmc_lat_add(c, pb->lat_class, vmc_now_us() - pb->lat_start, 1);
 }
 
+/* an overlay read: first the origin read completes, then the overlays */
+static int overlay_end_io(struct vmcache *c, struct bio *bio,
+			  struct vmc_bio *pb, blk_status_t *error)
+{
+	unsigned long flags;
+
+	if (pb->flags & VMC_PB_OVERLAID) {
+		/* dirty data the cache cannot give back: fail, never stale */
+		if (pb->clone_status)
+			*error = pb->clone_status;
+		pb->flags = 0;
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	if (*error) {
+		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+		drop_overlays(c, pb);
+		pb->flags = 0;
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	/* end_io may run in IRQ context: the worker submits */
+	pb->flags |= VMC_PB_OVERLAID;
+	spin_lock_irqsave(&c->defer_lock, flags);
+	bio_list_add(&c->overlay_bios, bio);
+	spin_unlock_irqrestore(&c->defer_lock, flags);
+	queue_work(c->wq, &c->fill_work);
+	return DM_ENDIO_INCOMPLETE;
+}
+
 int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 {
 	struct vmcache *c = ti->private;
@@ -891,6 +1078,8 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		atomic_set(&c->origin_unflushed, 1);
 	if (pb->flags & VMC_PB_OWRITE)
 		owrite_end(c, pb);
+	if (pb->flags & VMC_PB_OVERLAY)
+		return overlay_end_io(c, bio, pb, error);
 	if (!(pb->flags & VMC_PB_HOLD)) {
 		lat_done(c, pb);
 		if (*error && bio_op(bio) != REQ_OP_DISCARD &&

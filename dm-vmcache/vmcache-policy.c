@@ -289,11 +289,16 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 
 	if (WARN_ON_ONCE(!mask))
 		return;
-	if (!b->dirty) {
+	if (!b->dirty)
 		c->nr_dirty++;
-		b->dirtied = vmc_now_secs(c);
+	/*
+	 * Dirty blocks are kept in order of last write: writeback takes the
+	 * coldest first and leaves a block being rewritten alone (cleaning
+	 * it would make the next write wait for a commit).
+	 */
+	b->dirtied = vmc_now_secs(c);
+	if (b->list != VMC_LIST_DIRTY || c->lists[VMC_LIST_DIRTY].tail != idx)
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
-	}
 	if ((b->dirty | mask) != b->dirty) {
 		b->dirty |= mask;
 		vmc_mark_mpage(c, idx);
