@@ -7,7 +7,7 @@
 # (selftests/run-in-guest.sh --script bench/vm/guest-bench-vm.sh).
 #
 #   bench/vm/run-bench-vm.sh [--quick] [--profiles LIST] [--hostcache LIST]
-#                            [--fs LIST] [--out DIR] [--no-deps]
+#                            [--fs LIST] [--rev REV] [--out DIR] [--no-deps]
 #
 # One guest boot per profile and host cache mode; in each boot every
 # contender (uncached origin, dm-vmcache writethrough and writeback,
@@ -25,6 +25,8 @@
 #           request, 100 MB/s (one host cache mode: nbdkit's)
 # Host cache modes (--hostcache, default "none,writeback").
 # --quick: origin, vmcache-wt and vmcache-wb only, small sizes, cache=none.
+# --rev REV: build the module from git revision REV (git archive, into the
+# build directory) instead of using dm-vmcache/dm-vmcache.ko as it is.
 #
 # Results: bench/vm/results/ (results.md, results.csv, results.json,
 # *.png, env.txt, raw/).  Sizes and lists: BENCHVM_* in the environment
@@ -40,6 +42,7 @@ HOSTCACHE=none,writeback
 FS=${BENCHVM_FS:-ext4}
 quick=0
 deps=1
+rev=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -47,9 +50,10 @@ while [ $# -gt 0 ]; do
 	--profiles) PROFILES=$2; shift 2 ;;
 	--hostcache) HOSTCACHE=$2; shift 2 ;;
 	--fs) FS=$2; shift 2 ;;
+	--rev) rev=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--no-deps) deps=0; shift ;;
-	-h | --help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '3,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run-bench-vm: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -95,10 +99,27 @@ if [ "${#want[@]}" -gt 0 ]; then
 		log "missing: ${want[*]} (the rows or workloads needing them are skipped)"
 	fi
 fi
-if [ ! -f "$ROOT/dm-vmcache/dm-vmcache.ko" ]; then
-	log "building the module (make module)"
-	make -C "$ROOT" -s module
+if [ -n "$rev" ]; then
+	src=$B/module-src
+	rm -rf "$src"
+	mkdir -p "$src"
+	git -C "$ROOT" archive "$rev" Kbuild dm-vmcache | tar -x -C "$src"
+	kdir=${KDIR:-$(find /usr/src -maxdepth 1 -name 'linux-headers-6.1.*-amd64' | sort -V | tail -n 1)}
+	log "building the module of $rev against $kdir"
+	make -s -C "$kdir" M="$src" modules >/dev/null
+	export VMCACHE_KO=$src/dm-vmcache/dm-vmcache.ko
+	MODULE_DESC="built from $(git -C "$ROOT" rev-parse --short "$rev") ($rev)"
+elif [ -n "${VMCACHE_KO:-}" ]; then
+	MODULE_DESC="$VMCACHE_KO as given"
+else
+	if [ ! -f "$ROOT/dm-vmcache/dm-vmcache.ko" ]; then
+		log "building the module (make module)"
+		make -C "$ROOT" -s module
+	fi
+	MODULE_DESC="dm-vmcache/dm-vmcache.ko of the work tree ($(git -C "$ROOT" describe --always --dirty 2>/dev/null))"
 fi
+KO=${VMCACHE_KO:-$ROOT/dm-vmcache/dm-vmcache.ko}
+MODULE_DESC="$MODULE_DESC, srcversion $(modinfo -F srcversion "$KO")"
 
 # --------------------------------------------------------------- inputs
 
@@ -267,7 +288,8 @@ done
 	echo "host: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 	echo "qemu: $(qemu-system-x86_64 --version | head -n 1)"
 	echo "accelerator: ${VMCACHE_ACCEL:-$(sed -n 2p "$B/accel.cache" 2>/dev/null || echo tcg)}"
-	echo "kernel (guest): $(modinfo -F vermagic "$ROOT/dm-vmcache/dm-vmcache.ko" | awk '{ print $1 }')"
+	echo "kernel (guest): $(modinfo -F vermagic "$KO" | awk '{ print $1 }')"
+	echo "dm-vmcache module: $MODULE_DESC"
 	echo "nbdkit: $(nbdkit --version 2>/dev/null || echo none); tcc: $(tcc -v 2>/dev/null | head -n 1); sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
 	echo "sizes: origin ${ORIGIN_MIB} MiB, fast ${FAST_MIB} MiB (+${META_MIB} MiB dm-cache metadata), source subset: $SRC_DIRS ($KSRC_FILES files)"
 	env | grep -E '^BENCHVM_' | sort || true
