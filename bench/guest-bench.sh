@@ -36,7 +36,7 @@
 #
 # Output: "# " progress lines, and machine-readable lines for the host:
 #   RESULT <target> <randread IOPS> <seqread MB/s> <randwrite IOPS> <note>
-#   FSYNC <target> <IOPS> <fsyncs> <origin flushes> <origin writes>
+#   FSYNC <target> <IOPS> <fsyncs> <origin flushes> <origin data writes>
 #   WB <case> <MiB> <seconds> <MB/s> <note>
 #   WBACT <case> <IOPS> <writeback_done during the run> <dirty before> <dirty after> <note>
 #   SUS <target> <second> <IOPS> <mean clat us> <dirty MiB>
@@ -94,7 +94,8 @@ bcache_last() {
 }
 # /sys/block/<name>/stat fields (0-based): 0 reads, 2 sectors read,
 # 4 writes, 5 write merges, 6 sectors written, 15 flushes (iostats.rst:
-# "flush requests completed successfully")
+# "flush requests completed successfully"; 6.1 also counts each empty
+# flush bio in field 4: "data writes" below subtract them)
 blkstat() { cat "/sys/block/$1/stat"; }
 ms2s() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
@@ -347,7 +348,7 @@ fsync_case() {
 	read -r -a s1 < <(blkstat slow)
 	iops=$(field 49 <<<"$out")
 	n=$(($(field 47 <<<"$out") / 4))
-	local fl=$((s1[15] - s0[15])) wr=$((s1[4] - s0[4]))
+	local fl=$((s1[15] - s0[15])) wr=$((s1[4] - s0[4] - s1[15] + s0[15]))
 	say "  fsync     ${iops:-?} IOPS, $n writes+fsyncs, origin: $fl flushes, $wr writes"
 	echo "FSYNC $t ${iops:--} $n $fl $wr"
 }
@@ -400,7 +401,9 @@ wb_case() {
 	local mbs
 	mbs=$(awk -v b="$n" -v ms="$ms" 'BEGIN { printf "%.1f", b * 4096 / 1e6 / (ms / 1000) }')
 	# origin write requests and how many bios were merged into them
-	local reqs=$((s1[4] - s0[4])) merges=$((s1[5] - s0[5])) fl=$((s1[15] - s0[15]))
+	# (6.1 counts an empty flush bio as a write too: not a data write)
+	local fl=$((s1[15] - s0[15])) merges=$((s1[5] - s0[5]))
+	local reqs=$((s1[4] - s0[4] - fl))
 	say "  $name: $n dirty blocks over $area MiB, sort $sort: $(ms2s "$ms") s, $mbs MB/s ($done_ written back, $reqs origin write requests, $merges merges, $fl flushes)"
 	echo "WB $name $((n * 4096 >> 20)) $(ms2s "$ms") $mbs sort=$sort, $n blocks over $area MiB, $reqs origin write requests ($merges merged), $fl origin flushes"
 }
@@ -594,10 +597,11 @@ drain_target() {
 	read -r -a s1 < <(blkstat slow)
 	[ "$ok" = 1 ] || note="NOT DRAINED after 300 s ($(dirty_mib "$t") MiB left); $note"
 	"remove_$t"
-	local mbs reqs=$((s1[4] - s0[4])) wmib=$(((s1[6] - s0[6]) / 2048))
+	local mbs fl=$((s1[15] - s0[15])) wmib=$(((s1[6] - s0[6]) / 2048))
+	local reqs=$((s1[4] - s0[4] - fl))
 	mbs=$(awk -v m="$dirty" -v ms="$ms" 'BEGIN { printf "%.1f", m * 1048576 / 1e6 / (ms / 1000) }')
-	say "  $t: $dirty MiB dirty drained in $(ms2s "$ms") s, $mbs MB/s, $reqs origin write requests ($wmib MiB)"
-	echo "DRAIN $t $dirty $(ms2s "$ms") $mbs $reqs $wmib MiB written to the origin; $note"
+	say "  $t: $dirty MiB dirty drained in $(ms2s "$ms") s, $mbs MB/s, $reqs origin write requests ($wmib MiB), $fl flushes"
+	echo "DRAIN $t $dirty $(ms2s "$ms") $mbs $reqs $wmib MiB written to the origin, $fl flushes; $note"
 }
 
 drain_bench() {

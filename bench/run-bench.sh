@@ -126,7 +126,7 @@ AWKLIB='
 	if grep -q '^FSYNC ' "$raw"; then
 		echo
 		echo "fsync-heavy writes (4 KiB random writes over the hot set, fsync after each, QD 1):"
-		printf '  %-15s %8s %7s %6s  %8s %14s %11s %14s\n' target IOPS "x orig" "x lin" fsyncs "origin flushes" "per fsync" "origin writes"
+		printf '  %-15s %8s %7s %6s  %8s %14s %11s %14s\n' target IOPS "x orig" "x lin" fsyncs "origin flushes" "per fsync" "origin data wr"
 		awk "$AWKLIB"'/^FSYNC / { t[++n] = $2; io[$2] = $3; fs[$2] = $4; fl[$2] = $5; wr[$2] = $6 }
 			END { for (i = 1; i <= n; i++) { x = t[i]
 				printf "  %-15s %8s %7s %6s  %8s %14s %11s %14s\n", x, io[x], r(io[x], io["origin"]), r(io[x], io["linear"]), fs[x], fl[x], r(fl[x], fs[x]), wr[x] } }' "$raw"
