@@ -27,13 +27,13 @@ set -uo pipefail
 TARGETS=${BENCHVM_TARGETS:-origin,fast,vmcache-wt,vmcache-wb,dm-cache,dm-writecache,bcache}
 FSLIST=${BENCHVM_FS:-ext4}
 WORKLOADS=${BENCHVM_WORKLOADS:-reread,smallfiles,db,build}
-FAST_MIB=${BENCHVM_FAST_MIB:-256}
+FAST_MIB=${BENCHVM_FAST_MIB:-128}
 META_MIB=${BENCHVM_META_MIB:-16}
 FILE_MIB=${BENCHVM_FILE_MIB:-$((FAST_MIB / 2))}
 DB_SECS=${BENCHVM_DB_SECS:-15}
 DB_ROWS=${BENCHVM_DB_ROWS:-50000}
 DB_TX=${BENCHVM_DB_TX:-40000}		# transactions generated (more than run)
-FSMARK_FILES=${BENCHVM_FSMARK_FILES:-1000}
+FSMARK_FILES=${BENCHVM_FSMARK_FILES:-500}
 FSMARK_SIZE=${BENCHVM_FSMARK_SIZE:-16384}
 FSMARK=${BENCHVM_FSMARK:-fsmark-lite}
 
@@ -79,6 +79,7 @@ setup() {
 	wait_for_dev "$FASTDISK" && wait_for_dev "$ORIGIN_LINK" && wait_for_dev "$DATADISK" || return 1
 	local fd
 	fd=$(readlink -f "$FASTDISK")
+	FDEV=${fd#/dev/}
 	dmsetup create vfast --table "0 $((FAST_MIB * 2048)) linear $fd 0" &&
 		dmsetup create vmeta --table "0 $((META_MIB * 2048)) linear $fd $((FAST_MIB * 2048))" || return 1
 	wait_for_dev "$FAST" && wait_for_dev "$META" || return 1
@@ -92,16 +93,20 @@ wipe() { dd if=/dev/zero of="$1" bs=1M count="${2:-4}" oflag=direct status=none;
 
 # origin sectors written / read so far (block layer counters of the disk)
 origin_wr_sect() { awk '{ print $7 }' "/sys/block/$ODEV/stat"; }
+# "<write requests> <flush requests>" of a disk so far (iostats.rst fields 5, 16)
+disk_wf() { awk '{ print $5, $16 }' "/sys/block/$1/stat"; }
 
 BCACHE_SET=
 create_target() { # <target>: prints the device to use
 	case $1 in
 	origin) echo "$ORIGIN" ;;
 	fast) echo "$FAST" ;;
-	vmcache-wt | vmcache-wb)
-		local mode=writethrough
-		[ "$1" = vmcache-wb ] && mode=writeback
-		dmsetup create vmc --table "0 $OSZ vmcache $FAST $ORIGIN 2 mode $mode" || return 1
+	vmcache-wt | vmcache-wb | vmcache-wt-seq0 | vmcache-wb-seq0)
+		# -seq0: sequential_cutoff 0 (no stream bypass), for diagnosis
+		local mode=writethrough opts='' n=2
+		[[ $1 == vmcache-wb* ]] && mode=writeback
+		[[ $1 == *-seq0 ]] && { opts=" sequential_cutoff 0"; n=4; }
+		dmsetup create vmc --table "0 $OSZ vmcache $FAST $ORIGIN $n mode $mode$opts" || return 1
 		wait_for_dev /dev/mapper/vmc >/dev/null && echo /dev/mapper/vmc ;;
 	dm-cache)
 		# 32 KiB blocks (64 sectors), writeback, smq with its defaults
@@ -314,13 +319,17 @@ db_prep() {
 
 # db_run <phase> <seconds>: R db_<phase>_tps, db_<phase>_p99_ms
 db_run() {
-	local phase=$1 secs=$2 t el
+	local phase=$1 secs=$2 t el o0 f0 o1 f1
 	sampler_start "$phase"
+	o0=$(disk_wf "$ODEV")
+	f0=$(disk_wf "$FDEV")
 	t=$(now)
 	# SIGINT: the shell stops reading its input and exits cleanly
 	timeout -s INT "$secs" sqlite3 -cmd 'PRAGMA synchronous = FULL' "$MNT/db/bench.db" \
 		</tmp/tx.sql >/tmp/db.out 2>/tmp/db.err
 	el=$(since "$t")
+	o1=$(disk_wf "$ODEV")
+	f1=$(disk_wf "$FDEV")
 	sampler_stop
 	# 7 timed statements per transaction: BEGIN ... COMMIT
 	awk -v el="$el" '
@@ -336,6 +345,13 @@ db_run() {
 	res "db_${phase}_tps" "$tps"
 	res "db_${phase}_p99_ms" "$p99"
 	res "db_${phase}_tx" "${n:-0}"
+	# what each transaction cost the disks: write and flush requests
+	local -a a b c d
+	read -r -a a <<<"$o0"; read -r -a b <<<"$o1"; read -r -a c <<<"$f0"; read -r -a d <<<"$f1"
+	res "db_${phase}_origin_writes_per_tx" "$(ratio $((b[0] - a[0])) "${n:-0}")"
+	res "db_${phase}_origin_flushes_per_tx" "$(ratio $((b[1] - a[1])) "${n:-0}")"
+	res "db_${phase}_fast_writes_per_tx" "$(ratio $((d[0] - c[0])) "${n:-0}")"
+	res "db_${phase}_fast_flushes_per_tx" "$(ratio $((d[1] - c[1])) "${n:-0}")"
 	grep -v -i interrupt /tmp/db.err | head -n 3 | sed 's/^/# sqlite3: /'
 }
 

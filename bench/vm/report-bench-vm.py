@@ -175,6 +175,19 @@ for g in groups:
             cell(g, t, "build_cold_s", "build_cold_hit", "%.1f"), cell(g, t, "build_warm_s", "build_warm_hit", "%.1f"),
             val.get(g + (t, "origin_wr_mib"), "-")))
     md.append("")
+    # why: what a database transaction cost each disk (when measured)
+    if any(val.get(g + (t, "db_db_origin_flushes_per_tx")) for t in ts):
+        md.append("Per database transaction (no backup / with backup): write and flush requests "
+                  "that reached each disk (block layer counters in the guest):\n")
+        md.append("| contender | origin writes | origin flushes | fast writes | fast flushes |")
+        md.append("|---|---|---|---|---|")
+        for t in ts:
+            if val.get(g + (t, "db_db_origin_flushes_per_tx")) is None:
+                continue
+            md.append("| %s | %s | %s | %s | %s |" % ((t,) + tuple(
+                "%s / %s" % (val.get(g + (t, "db_db_%s_per_tx" % m), "-"), val.get(g + (t, "db_backup_%s_per_tx" % m), "-"))
+                for m in ("origin_writes", "origin_flushes", "fast_writes", "fast_flushes"))))
+        md.append("")
     # the targets for dm-vmcache
     md.append("Targets for dm-vmcache (this boot):\n")
 
