@@ -128,6 +128,21 @@ void vmc_policy_destroy(struct vmcache *c)
 	c->promote_count = NULL;
 }
 
+void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
+{
+	vmc_policy_destroy(c);
+	swap(c->blocks, from->blocks);
+	swap(c->hash, from->hash);
+	swap(c->promote_count, from->promote_count);
+	c->hash_mask = from->hash_mask;
+	c->promote_mask = from->promote_mask;
+	c->promote_cursor = from->promote_cursor;
+	memcpy(c->lists, from->lists, sizeof(c->lists));
+	c->nr_dirty = from->nr_dirty;
+	c->nr_mapped = from->nr_mapped;
+	c->nr_valid_blocks = from->nr_valid_blocks;
+}
+
 u32 vmc_lookup(struct vmcache *c, u64 oblock)
 {
 	u32 idx = c->hash[hash_of(c, oblock)];

@@ -320,6 +320,9 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 #define VMC_PB_LATE_CLONE BIT(9) /* held: its cache clone goes out with it */
 #define VMC_PB_OVERLAY	BIT(10)	/* origin read, then dirty runs from the cache */
 #define VMC_PB_OVERLAID	BIT(11)	/* ... the cache reads were sent */
+#define VMC_PB_FILL_RUN	BIT(12)	/* read miss of blocks ob_first.. to fill */
+#define VMC_PB_HIT_RUN	BIT(13)	/* read of blocks ob_first.. at cblock.. */
+#define VMC_PB_WRITE_RUN BIT(14) /* write of new blocks ob_first.. at cblock.. */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)
