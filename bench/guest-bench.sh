@@ -71,6 +71,7 @@ FSYNC_RUNTIME=${BENCH_FSYNC_RUNTIME:-$(( (RUNTIME + 1) / 2 ))}
 WBA_PREFILL_MIB=${BENCH_WBA_PREFILL_MIB:-56}	# dirty before the run (+ the hot set)
 SUS_RUNTIME=${BENCH_SUS_RUNTIME:-$((RUNTIME * 2))}
 DRAIN_MIB=${BENCH_DRAIN_MIB:-128}	# dirty set of the drain case (4 KiB blocks)
+DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-300}	# seconds a drain may take
 SEQMIX_PCT=${BENCH_SEQMIX_PCT:-5}	# percent of the origin's blocks written
 SEQMIX_WAIT=${BENCH_SEQMIX_WAIT:-5}	# seconds between those writes and the reads
 RELOAD_BLOCKS=${BENCH_RELOAD_BLOCKS:-1048576}	# cache blocks of the reload case
@@ -572,17 +573,17 @@ drain_target() {
 	case $t in
 	vmcache-wb)
 		dmsetup message b_vmc 0 flush
-		wait_until 300 vmc_drained || ok=0
+		wait_until "$DRAIN_TIMEOUT" vmc_drained || ok=0
 		;;
 	dm-writecache)
 		dmsetup message b_wc 0 flush
-		wait_until 300 eval '[ "$(wc_dirty)" -eq 0 ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(wc_dirty)" -eq 0 ]' || ok=0
 		;;
 	dm-cache)
 		dmsetup suspend b_dmcache &&
 			dmsetup reload b_dmcache --table "0 $OSZ cache $META $FAST $ORIGIN 64 1 writeback cleaner 0" &&
 			dmsetup resume b_dmcache || ok=0
-		wait_until 300 eval '[ "$(dmcache_dirty)" -eq 0 ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(dmcache_dirty)" -eq 0 ]' || ok=0
 		;;
 	bcache)
 		local b=/sys/block/bcache0/bcache
@@ -590,12 +591,12 @@ drain_target() {
 		echo 0 >$b/writeback_delay
 		echo 1000000 >$b/writeback_rate_minimum 2>/dev/null
 		echo 1 >$b/writeback_running
-		wait_until 300 eval '[ "$(cat $b/state)" = clean ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(cat $b/state)" = clean ]' || ok=0
 		;;
 	esac
 	ms=$(($(now_ms) - t0))
 	read -r -a s1 < <(blkstat slow)
-	[ "$ok" = 1 ] || note="NOT DRAINED after 300 s ($(dirty_mib "$t") MiB left); $note"
+	[ "$ok" = 1 ] || note="NOT DRAINED after $DRAIN_TIMEOUT s ($(dirty_mib "$t") MiB left); $note"
 	"remove_$t"
 	local mbs fl=$((s1[15] - s0[15])) wmib=$(((s1[6] - s0[6]) / 2048))
 	local reqs=$((s1[4] - s0[4] - fl))
