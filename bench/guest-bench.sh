@@ -514,10 +514,16 @@ sus_target() { # <target>
 		FILENAME ~ /dirty/ { split($0, a, " "); d[a[1]] = a[2]; next }
 		FILENAME ~ /clat/ { lat[int(($1 + 500) / 1000)] = $2 / 1000; next }
 		{ s = int(($1 + 500) / 1000); if (s >= 1 && s <= lim) { io[s] = $2; if (s > n) n = s } }
-		END { for (s = 1; s <= n; s++) printf "SUS %s %d %d %.0f %s\n", t, s, io[s], lat[s], (s in d) ? d[s] : "-" }
+		END {
+			# a second without an entry: fio did not run then (the guest
+			# stalled); the next entry averages over the whole gap
+			for (s = 1; s <= n; s++)
+				printf "SUS %s %d %s %s %s\n", t, s, (s in io) ? sprintf("%d", io[s]) : "-",
+					(s in lat) ? sprintf("%.0f", lat[s]) : "-", (s in d) ? d[s] : "-"
+		}
 	' /tmp/sus-dirty "$SUS_LOG"_clat.1.log "$SUS_LOG"_iops.1.log >/tmp/sus.lines
 	cat /tmp/sus.lines
-	min=$(awk 'NR == 1 || $4 < m { m = $4 } END { print m + 0 }' /tmp/sus.lines)
+	min=$(awk '$4 != "-" && (m == "" || $4 < m) { m = $4 } END { print (m == "" ? "-" : m) }' /tmp/sus.lines)
 	dirty=$(dirty_mib "$t")
 	say "  $t: mean ${iops:-?} IOPS, min 1-s $min IOPS, p99 ${p99:-?} us, dirty at the end $dirty MiB"
 	"remove_$t"
