@@ -314,10 +314,23 @@ void vmc_fill_work(struct work_struct *ws)
 }
 
 /* submit a bio of dm's that we remapped, later, from process context */
+/*
+ * A bio that completed once and goes on (a retry, overlays): the block
+ * layer may have split it, and each split took and gave back a count of
+ * __bi_remaining, leaving it at 0 where a new bio has 1.  Restore the
+ * count of an unchained bio (as dm_bio_restore() does), or the next split
+ * or bio_inc_remaining() would complete it one completion early.
+ */
+static void reset_remaining(struct bio *bio)
+{
+	atomic_set(&bio->__bi_remaining, 1);
+}
+
 static void defer_remapped(struct vmcache *c, struct bio *bio)
 {
 	unsigned long flags;
 
+	reset_remaining(bio);
 	bio->bi_opf &= ~REQ_POLLED;
 	spin_lock_irqsave(&c->defer_lock, flags);
 	bio_list_add(&c->remap_bios, bio);
@@ -664,7 +677,9 @@ static u64 origin_run(struct vmcache *c, u64 first, u64 last, bool is_write)
 	for (ob = first; ob <= last; ob++) {
 		u32 idx = vmc_lookup(c, ob);
 
-		if (idx != VMC_NIL && (is_write || c->blocks[idx].dirty))
+		if (idx == VMC_NIL)
+			vmc_policy_stream_seen(c, ob);
+		else if (is_write || c->blocks[idx].dirty)
 			break;
 	}
 	return ob - first;
@@ -723,6 +738,7 @@ static void send_overlays(struct bio *bio)
 	struct bio *clone = pb->overlay, *next;
 
 	pb->overlay = NULL;
+	reset_remaining(bio);
 	for (; clone; clone = next) {
 		next = clone->bi_next;
 		clone->bi_next = NULL;
@@ -757,8 +773,10 @@ static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
 		struct vmc_block *b;
 		struct bio *clone;
 
-		if (idx == VMC_NIL)
+		if (idx == VMC_NIL) {
+			vmc_policy_stream_seen(c, ob);
 			continue;
+		}
 		b = &c->blocks[idx];
 		dirty = b->dirty & span_mask(c, s, end, ob);
 		if (!dirty)
@@ -1099,8 +1117,19 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		kind = RUN_HIT;
 		hold_hit_run(c, bio, first, n, cb);
 	} else if (seq) {
+		n = 0;
+		/* read again by a stream: cache it (one pass is bypassed) */
+		/* two blocks in a row: one may alias in the hashed stamps */
+		if (!is_write && !polled && first < last &&
+		    vmc_lookup(c, first) == VMC_NIL &&
+		    vmc_lookup(c, first + 1) == VMC_NIL &&
+		    vmc_policy_stream_seen(c, first) &&
+		    vmc_policy_stream_seen(c, first + 1))
+			n = plan_fill_run(c, bio, s, first, last, &need_commit);
+		if (n)
+			seq = false;	/* counted as misses, not bypassed */
 		/* a polled bio must complete where dm polls: no overlays */
-		if (is_write || polled)
+		else if (is_write || polled)
 			n = origin_run(c, first, last, is_write);
 		else
 			n = plan_overlays(c, bio, s, first, last, &hits);

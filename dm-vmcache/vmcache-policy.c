@@ -95,8 +95,11 @@ int vmc_policy_create(struct vmcache *c)
 		  roundup_pow_of_two(c->nr_blocks);
 	c->hash = vmalloc(array_size(buckets, sizeof(*c->hash)));
 	c->promote_count = vzalloc(buckets);
-	if (!c->blocks || !c->hash || !c->promote_count)
+	c->stream_stamp = vzalloc(buckets);
+	if (!c->blocks || !c->hash || !c->promote_count || !c->stream_stamp)
 		return -ENOMEM;
+	c->stream_epoch = 1;
+	c->stream_touches = 0;
 	c->nr_dirty = 0;
 	c->nr_mapped = 0;
 	c->nr_valid_blocks = 0;
@@ -123,9 +126,11 @@ void vmc_policy_destroy(struct vmcache *c)
 	vfree(c->blocks);
 	vfree(c->hash);
 	vfree(c->promote_count);
+	vfree(c->stream_stamp);
 	c->blocks = NULL;
 	c->hash = NULL;
 	c->promote_count = NULL;
+	c->stream_stamp = NULL;
 }
 
 void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
@@ -134,6 +139,9 @@ void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
 	swap(c->blocks, from->blocks);
 	swap(c->hash, from->hash);
 	swap(c->promote_count, from->promote_count);
+	swap(c->stream_stamp, from->stream_stamp);
+	c->stream_epoch = from->stream_epoch;
+	c->stream_touches = from->stream_touches;
 	c->hash_mask = from->hash_mask;
 	c->promote_mask = from->promote_mask;
 	c->promote_cursor = from->promote_cursor;
@@ -359,6 +367,38 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 	}
 	(*ctr)++;
 	return false;
+}
+
+/*
+ * Stream touches are stamped with an epoch (1..15, in the high nibble)
+ * that advances every nr_blocks / 4 touches, and 4 more bits of the
+ * block's hash (the low nibble: a table sized for the cache aliases the
+ * blocks of a larger scan).  A stamp at most 3 epochs old with the same
+ * tag (about one cache's worth of touches) means seen.  No sweep:
+ * nothing is forgotten early.
+ */
+#define VMC_STREAM_EPOCHS	4
+
+static bool stream_touch(struct vmcache *c, u64 oblock)
+{
+	u32 h = hash_64(oblock ^ 0x5bd1e995, 32);
+	u8 *stamp = &c->stream_stamp[h & c->promote_mask];
+	u8 tag = h >> 28, epoch = *stamp >> 4;
+	bool seen;
+
+	if (++c->stream_touches >= max(c->nr_blocks / VMC_STREAM_EPOCHS, 1u)) {
+		c->stream_touches = 0;
+		c->stream_epoch = c->stream_epoch % 15 + 1;
+	}
+	seen = epoch && (*stamp & 0xf) == tag &&
+	       (c->stream_epoch + 15 - epoch) % 15 < VMC_STREAM_EPOCHS;
+	*stamp = c->stream_epoch << 4 | tag;
+	return seen;
+}
+
+bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock)
+{
+	return stream_touch(c, oblock);
 }
 
 bool vmc_policy_sequential(struct vmcache *c, sector_t sector,

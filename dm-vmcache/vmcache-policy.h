@@ -41,6 +41,13 @@ void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask);
 bool vmc_policy_should_promote(struct vmcache *c, u64 oblock);
 
 /*
+ * A bypassed stream touches @oblock (not cached): was it touched before,
+ * recently (within about nr_blocks touches)?  Then a stream reading it
+ * again is worth caching: a file written or read once, read again.
+ */
+bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock);
+
+/*
  * Does this I/O continue a stream longer than the sequential cutoff?
  * @update false only asks, without recording the I/O.
  */

@@ -139,6 +139,17 @@ static u32 window_max(struct vmcache *c)
 		       c->tun[VMC_T_WB_INFLIGHT]);
 }
 
+/*
+ * Blocks per job at most: a quarter of the window, so that a full window
+ * is at least four origin writes in flight (one big job alone would leave
+ * the origin's queue idle while its cache reads run), and 512 KiB.
+ */
+static u32 job_blocks(struct vmcache *c)
+{
+	return clamp_t(u32, window_max(c) / 4, 1,
+		       VMC_WB_JOB_BYTES / c->tun[VMC_T_BLOCK_SIZE]);
+}
+
 /* the window that moves writeback_floor KiB/s at the copy latency seen */
 static u32 floor_window(struct vmcache *c)
 {
@@ -340,7 +351,7 @@ static bool take(struct vmcache *c, u32 idx, struct vmc_wb_pick *p)
 static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
 			   u32 want, bool urgent)
 {
-	u32 span = max(VMC_WB_JOB_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1u);
+	u32 span = job_blocks(c);
 	u16 now = vmc_now_secs(c);
 	u64 ob = seed;
 	u32 i;
@@ -356,6 +367,8 @@ static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
 		    (!urgent && c->blocks[idx].dirtied == now) ||
 		    !take(c, idx, &c->wb_picks[n]))
 			break;
+		/* out of the way of the scans, like the block it joins */
+		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
 		n++;
 	}
 	return n;
@@ -381,11 +394,11 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 			continue;
 		}
 		n++;
-		/* out of the way of the next scan while in flight */
+		/* out of the way of the next scans while in flight */
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
 		n = take_neighbours(c, b->oblock, 1, n, want, urgent);
 		n = take_neighbours(c, b->oblock, -1, n, want, urgent);
-		/* the neighbours stay in place: start again from the head */
+		/* the list changed under the walk: start again from the head */
 		idx = c->lists[VMC_LIST_DIRTY].head;
 	}
 	spin_unlock_irq(&c->lock);
@@ -471,7 +484,7 @@ static struct vmc_wb_job *make_job(struct vmcache *c, u32 first, u32 n)
 static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent)
 {
 	u32 n = pick_blocks(c, want, aged_only, urgent), i = 0, started = 0;
-	u32 max_sectors = VMC_WB_JOB_BYTES >> SECTOR_SHIFT;
+	u32 max_sectors = job_blocks(c) << c->block_shift;
 
 	if (c->tun[VMC_T_WB_SORT])
 		sort(c->wb_picks, n, sizeof(*c->wb_picks), cmp_picks, NULL);

@@ -202,6 +202,9 @@ struct vmcache {
 	u32 nr_valid_blocks;		/* mapped blocks with valid data */
 	u8 *promote_count;		/* hashed miss counters */
 	u32 promote_mask;
+	u8 *stream_stamp;		/* hashed: epoch a stream touched it */
+	u32 stream_touches;		/* in this epoch */
+	u8 stream_epoch;		/* 1..255 */
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
 	/* origin writes in flight, hashed by block: no fill may race them */

@@ -13,6 +13,10 @@
 #     512 KiB, read block by block before the stream is detected), and
 #     returns the dirty data from the cache byte for byte (cmp against the
 #     expected image), with writeback held off so the origin is stale;
+#  2b. the same over an origin that takes at most 32 KiB per request, so
+#     that every origin read is split into chained pieces, with cache
+#     reads delayed 20 ms (the overlays used to complete the bio one
+#     completion early then: stale data);
 #  3. the same stream with the cache device failing (dm-flakey under the
 #     cache, down): the read fails rather than return the origin's stale
 #     data;
@@ -24,6 +28,8 @@
 #     (at most 64 cache bios for the 16 bios), with the same data;
 #  7. (run before 5) writeback writes spanning new blocks: one cache write
 #     per bio, every block dirty, the data reads back and is written back;
+#  8. (run before 5) a stream read once is bypassed, read a second time
+#     it is cached, and the third pass reads nothing from the origin;
 #  5. a reload of an unchanged cache reads only the superblocks (sectors
 #     read from the cache device during load, suspend and resume), and the
 #     new table has the same blocks, dirty data included, which reads back
@@ -39,7 +45,7 @@ DIR=$(dirname "$0")
 
 require_vmcache
 require_cmd fio cmp dd
-require_module brd null_blk dm-flakey
+require_module brd null_blk dm-flakey dm-delay
 
 CACHE_MIB=64
 ORIGIN_MIB=256
@@ -100,8 +106,13 @@ write_runs_ok() {
 			<(dd if="$tmp/b" bs=256k count=16 status=none)
 }
 
+stream_passes_ok() {
+	[ $((r1 - r0)) -eq 0 ] && cmp "$tmp/s1" "$tmp/s2" && cmp "$tmp/s1" "$tmp/s3" &&
+		cmp "$tmp/s1" <(dd if="$ORIGIN" bs=1M skip=224 count=8 iflag=direct status=none)
+}
+
 ktap_print_header
-ktap_set_plan 16
+ktap_set_plan 19
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -176,6 +187,33 @@ dmsetup resume vmc_str_c
 dmsetup resume "$NAME"
 destroy
 
+# ----------------- 2b. the same over an origin that splits every read
+# An origin taking at most 32 KiB per request splits each 1 MiB read into
+# chained pieces: the overlays must still complete before the bio does.
+# Cache reads are delayed (dm-delay, 20 ms) so that an overlay is still
+# in flight if the bio were completed early.
+setup_null_blk vmc_str_o2 64 max_sectors=64 || ktap_exit_fail_msg "null_blk 2"
+wipe_dev "$CACHE" 1
+dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) delay /dev/ram0 0 20 /dev/ram0 0 0"
+dmsetup resume vmc_str_c
+dd if="$tmp/a" of=/dev/vmc_str_o2 bs=1M oflag=direct status=none
+cleanup_push "dmsetup remove vmc_str2 2>/dev/null || true"
+dmsetup create vmc_str2 --table "0 $(dev_sectors /dev/vmc_str_o2) vmcache $CACHE /dev/vmc_str_o2 10 mode writeback ${HOLD[*]} sequential_cutoff 512"
+wait_for_dev /dev/mapper/vmc_str2
+for ((i = 0; i < REG_MIB * 256; i += 16)); do
+	dd if="$tmp/b" of=/dev/mapper/vmc_str2 bs=4k skip=$i seek=$i count=1 \
+		oflag=direct status=none
+done
+[ "$(status_value vmc_str2 blocks_dirty)" = $((REG_MIB * 16)) ] ||
+	ktap_print_msg "vmc_str2: $(dmsetup status vmc_str2)"
+dd if=/dev/mapper/vmc_str2 of="$tmp/got2" bs=1M count=$REG_MIB iflag=direct status=none
+ktap_test_result "overlay: over an origin splitting every read (32 KiB requests), the dirty blocks still come from the cache" \
+	cmp "$tmp/got2" "$tmp/expect"
+dm_remove vmc_str2
+dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) linear /dev/ram0 0"
+dmsetup resume vmc_str_c
+wipe_dev "$CACHE" 1
+
 # ------------------------------------- 4. no origin flush without writes
 create mode writeback "${HOLD[@]}"
 dd if="$tmp/b" of="$DEV" bs=4k count=64 oflag=direct status=none
@@ -231,6 +269,30 @@ ktap_test_result "write runs: 16 multi-block writes reach the cache in at most 1
 	test $((w1 - w0)) -le 32 -a $(($(st blocks_dirty) - d0)) -eq 1024
 ktap_test_result "write runs: the data reads back, and after a drain the origin holds it" \
 	write_runs_ok
+destroy
+
+# ------------------------ 8. a stream read again is cached, once is not
+# 8 MiB never touched, read three times in 1 MiB bios (stream detector at
+# 512 KiB): the first pass bypasses (only its first 512 KiB is promoted),
+# the second caches what the first bypassed, the third comes from the
+# cache alone.
+dd if="$tmp/a" of="$ORIGIN" bs=1M seek=224 count=8 oflag=direct status=none
+create mode writethrough sequential_cutoff 512
+p0=$(st promotions)
+dd if="$DEV" of="$tmp/s1" bs=1M skip=224 count=8 iflag=direct status=none
+wait_promotions 0
+p1=$(st promotions)
+dd if="$DEV" of="$tmp/s2" bs=1M skip=224 count=8 iflag=direct status=none
+wait_promotions $((p0 + 2048))
+p2=$(st promotions)
+r0=$(obios reads)
+dd if="$DEV" of="$tmp/s3" bs=1M skip=224 count=8 iflag=direct status=none
+r1=$(obios reads)
+ktap_print_msg "stream passes: promoted $((p1 - p0)) then $((p2 - p1)) blocks; third pass $((r1 - r0)) origin reads"
+ktap_test_result "streams: one pass is bypassed (<= 128 blocks promoted), a second caches the rest (2048 in all)" \
+	test $((p1 - p0)) -le 128 -a $((p2 - p0)) -eq 2048
+ktap_test_result "streams: the third pass reads nothing from the origin, and every pass returns the origin's data" \
+	stream_passes_ok
 destroy
 
 # ------------------------- 5. a reload of an unchanged cache reads nothing
