@@ -20,6 +20,7 @@
 #include <linux/hash.h>
 #include <linux/jiffies.h>
 #include "vmcache-io.h"
+#include "vmcache-mrc.h"
 #include "vmcache-policy.h"
 #include "vmcache-metadata.h"
 #include "vmcache-writeback.h"
@@ -689,6 +690,8 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		vmc_stat_add(c, VMC_S_BYPASSED, run);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
+	if (run && !is_write)
+		vmc_mrc_bypassed(c->mrc, run);
 	if (run)
 		remap(c, bio, false, 0, 0);
 	else
@@ -819,6 +822,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		}
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
+	vmc_mrc_access(c->mrc, rq.oblock, is_write, seq);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
 
