@@ -24,11 +24,17 @@
  * Each read adds its weight, 2^16 / rate, so that counts taken at
  * different rates add up (in 1/65536 of an access).  An LRU cache of
  * k/16 of this one's size hits the reads of the first k buckets.
+ *
+ * Every read is also counted exactly (per CPU, no lock).  As in SHARDS_adj,
+ * the difference between that count and the weighted count of the sampled
+ * reads is added to the shortest distances: a hot block that happens to be
+ * sampled (or not) would otherwise tilt a skewed workload's estimate.
  */
 #include <linux/hash.h>
 #include <linux/kernel.h>
 #include <linux/math64.h>
 #include <linux/mm.h>
+#include <linux/percpu.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include "vmcache-mrc.h"
@@ -61,6 +67,7 @@ struct vmc_mrc {
 	u32 nr;			/* blocks tracked */
 	u32 clock;		/* next stamp */
 	u64 hist[VMC_MRC_POINTS + 1];
+	u64 __percpu *reads;	/* every read counted, sampled or not */
 	u16 head[VMC_MRC_SAMPLES];
 	u16 heap[VMC_MRC_SAMPLES];	/* entries, largest hash first */
 	u16 slot[VMC_MRC_SLOTS];	/* stamp -> entry */
@@ -262,10 +269,19 @@ static void count_read(struct vmc_mrc *m, u32 d)
 	m->hist[min_t(u64, b, VMC_MRC_NEVER)] += m->weight;
 }
 
+static void zero_reads(struct vmc_mrc *m)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		*per_cpu_ptr(m->reads, cpu) = 0;
+}
+
 static void forget(struct vmc_mrc *m)
 {
 	unsigned int i;
 
+	zero_reads(m);
 	m->nr = 0;
 	m->clock = 0;
 	memset(m->hist, 0, sizeof(m->hist));
@@ -284,8 +300,12 @@ void vmc_mrc_access(struct vmc_mrc *m, u64 oblock, bool is_write,
 	unsigned long flags;
 	u16 idx;
 
-	/* unsampled: a hash and a compare, no lock */
-	if (!READ_ONCE(m->on) || (u32)(hash >> 32) > READ_ONCE(m->limit))
+	if (!READ_ONCE(m->on))
+		return;
+	if (!is_write)
+		this_cpu_inc(*m->reads);
+	/* unsampled: a hash, a compare and the count above, no lock */
+	if ((u32)(hash >> 32) > READ_ONCE(m->limit))
 		return;
 	spin_lock_irqsave(&m->lock, flags);
 	if (!m->on || (u32)(hash >> 32) > m->limit)
@@ -312,6 +332,7 @@ void vmc_mrc_bypassed(struct vmc_mrc *m, u64 blocks)
 
 	if (!READ_ONCE(m->on))
 		return;
+	this_cpu_add(*m->reads, blocks);
 	spin_lock_irqsave(&m->lock, flags);
 	if (m->on)
 		m->hist[VMC_MRC_NEVER] += blocks << VMC_MRC_WSHIFT;
@@ -334,6 +355,7 @@ void vmc_mrc_reset(struct vmc_mrc *m)
 	unsigned long flags;
 
 	spin_lock_irqsave(&m->lock, flags);
+	zero_reads(m);
 	memset(m->hist, 0, sizeof(m->hist));
 	spin_unlock_irqrestore(&m->lock, flags);
 }
@@ -348,14 +370,20 @@ static unsigned int permille(u64 part, u64 total)
 	return total ? div64_u64(part * 1000 + total / 2, total) : 0;
 }
 
-/* cumulative sums at every point, under the lock; returns the total */
+/*
+ * Reads an LRU cache would hit at every point, adjusted to the exact read
+ * count (which is returned), all in 1/65536 of a read
+ */
 static u64 snapshot(struct vmc_mrc *m, u64 *cum, bool *on, u32 *limit)
 {
 	unsigned long flags;
-	u64 sum = 0;
+	u64 sum = 0, exact = 0;
 	unsigned int i;
+	int cpu;
 
 	spin_lock_irqsave(&m->lock, flags);
+	for_each_possible_cpu(cpu)
+		exact += *per_cpu_ptr(m->reads, cpu);
 	for (i = 0; i < VMC_MRC_POINTS; i++) {
 		sum += m->hist[i];
 		cum[i] = sum;
@@ -364,7 +392,14 @@ static u64 snapshot(struct vmc_mrc *m, u64 *cum, bool *on, u32 *limit)
 	*on = m->on;
 	*limit = m->limit;
 	spin_unlock_irqrestore(&m->lock, flags);
-	return sum;
+	exact <<= VMC_MRC_WSHIFT;
+	for (i = 0; i < VMC_MRC_POINTS; i++) {
+		if (exact >= sum)
+			cum[i] = min(cum[i] + (exact - sum), exact);
+		else
+			cum[i] -= min(cum[i], sum - exact);
+	}
+	return exact;
 }
 
 unsigned int vmc_mrc_status(struct vmc_mrc *m, char *buf, size_t len,
@@ -408,6 +443,11 @@ struct vmc_mrc *vmc_mrc_create(u32 cache_blocks)
 
 	if (!m)
 		return NULL;
+	m->reads = alloc_percpu(u64);
+	if (!m->reads) {
+		kvfree(m);
+		return NULL;
+	}
 	spin_lock_init(&m->lock);
 	m->cache_blocks = max(cache_blocks, 1u);
 	forget(m);
@@ -416,5 +456,8 @@ struct vmc_mrc *vmc_mrc_create(u32 cache_blocks)
 
 void vmc_mrc_destroy(struct vmc_mrc *m)
 {
+	if (!m)
+		return;
+	free_percpu(m->reads);
 	kvfree(m);
 }
