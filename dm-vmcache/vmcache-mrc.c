@@ -274,7 +274,7 @@ static void zero_reads(struct vmc_mrc *m)
 	int cpu;
 
 	for_each_possible_cpu(cpu)
-		*per_cpu_ptr(m->reads, cpu) = 0;
+		memset(per_cpu_ptr(m->reads, cpu), 0, sizeof(u64));
 }
 
 static void forget(struct vmc_mrc *m)
