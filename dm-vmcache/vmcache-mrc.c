@@ -405,7 +405,7 @@ static u64 snapshot(struct vmc_mrc *m, u64 *cum, bool *on, u32 *limit)
 unsigned int vmc_mrc_status(struct vmc_mrc *m, char *buf, size_t len,
 			    const char *sep)
 {
-	static const char * const x[] = { "0.5", "1", "2", "4" };
+	static const char * const x[] = { "0_5", "1", "2", "4" };
 	u64 cum[VMC_MRC_POINTS], total;
 	unsigned int sz, i;
 	u32 limit;

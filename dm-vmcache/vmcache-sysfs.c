@@ -31,7 +31,7 @@ static const char * const status_keys[] = {
 	"demotions", "writeback_done", "writeback_inflight",
 	"writeback_errors", "cache_errors", "origin_errors", "data_loss",
 	"flush", "degraded", "commits", "seq", "mrc_reads", "mrc_sample_ppm",
-	"est_hit_0.5x", "est_hit_1x", "est_hit_2x", "est_hit_4x",
+	"est_hit_0_5x", "est_hit_1x", "est_hit_2x", "est_hit_4x",
 };
 
 /* the estimated hit ratio curve (vmcache-mrc.c) */

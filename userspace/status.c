@@ -38,7 +38,7 @@ static const struct status_field fields[] = {
 	U(degraded), U(commits), U(seq),
 	M("mrc", F_WORD, mrc), M("mrc_reads", F_U64, mrc_reads),
 	M("mrc_sample_ppm", F_U64, mrc_sample_ppm),
-	M("est_hit_0.5x", F_U64, est_hit[0]), M("est_hit_1x", F_U64, est_hit[1]),
+	M("est_hit_0_5x", F_U64, est_hit[0]), M("est_hit_1x", F_U64, est_hit[1]),
 	M("est_hit_2x", F_U64, est_hit[2]), M("est_hit_4x", F_U64, est_hit[3]),
 };
 

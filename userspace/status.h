@@ -17,7 +17,7 @@
 
 #define VMC_STATUS_WORD 24
 #define VMC_STATUS_MAX_EXTRA 16
-#define VMC_EST_SIZES 4		/* est_hit_0.5x, _1x, _2x, _4x */
+#define VMC_EST_SIZES 4		/* est_hit_0_5x, _1x, _2x, _4x */
 
 struct vmc_status {
 	uint64_t version;

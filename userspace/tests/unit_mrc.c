@@ -11,7 +11,7 @@
 #include "mrc.h"
 
 static const char mrc_keys[] =
-	" mrc=on mrc_reads=5000 mrc_sample_ppm=250000 est_hit_0.5x=412"
+	" mrc=on mrc_reads=5000 mrc_sample_ppm=250000 est_hit_0_5x=412"
 	" est_hit_1x=600 est_hit_2x=875 est_hit_4x=1000";
 
 /* fills a valid curve: rising from 0 by step per point, capped at 1000 */
@@ -45,7 +45,7 @@ static void test_mrc_status(void)
 	EXPECT(vmc_est_size(0) == 0.5 && vmc_est_size(3) == 4, "sizes");
 	s = json_of(status_doc, &st);
 	EXPECT(json_valid(s) && strstr(s, "\"mrc\": \"on\"") &&
-	       strstr(s, "\"est_hit_0.5x\": 412") &&
+	       strstr(s, "\"est_hit_0_5x\": 412") &&
 	       strstr(s, "\"est_hit_4x\": 1000\n"), "%s", s);
 	free(s);
 	/* without the keys, the JSON has none of them */
