@@ -8,9 +8,9 @@
 #   a loop over 3/4 of the cache: 0 at 0.5x, 1000 (per mille) at 1x..4x,
 #     and the cache really hits it all;
 #   a loop over 1.5x the cache: 0 at 0.5x and 1x, 1000 at 2x and 4x;
-#   a loop over 6x the cache (sampled: more blocks than the 4096 tracked):
-#     near 0 everywhere, a sampling rate below 100 %;
 #   uniform random reads over 2x the cache: about 250, 500, 1000, 1000;
+#   a loop over 6x the cache (sampled: more blocks than the 4096 tracked):
+#     near 0 everywhere (within the sampling error), a rate below 100 %;
 # stats reset zeroes the estimate but keeps the recency (the next pass of
 # a loop that fits is all hits); mrc off stops counting, on starts from
 # nothing; bad values are refused; vmcachectl status, --json and mrc show
@@ -146,11 +146,11 @@ step_loop_sampled() {
 	[ "$ppm" -lt 1000000 ] && [ "$ppm" -gt 0 ] ||
 		{ ktap_print_msg "mrc_sample_ppm=$ppm with $W3 blocks"; return 1; }
 	expect mrc_reads="$W3" && reads_match &&
-	est_in est_hit_1x 0 50 && est_in est_hit_4x 0 50
+	est_in est_hit_1x 0 80 && est_in est_hit_4x 0 80
 }
 
-# uniform random over 2x the cache: LRU hits size/2x (sampled: the 6x
-# loop lowered the rate)
+# uniform random over 2x the cache: LRU hits size/2x; at rate 1 (fewer
+# than 4096 blocks so far), so only fio's randomness makes it inexact
 step_uniform() {
 	msg stats reset && uniform "$W4" $((4 * W4)) 1 && msg stats reset &&
 	uniform "$W4" $((4 * W4)) 2 || return 1
@@ -223,7 +223,7 @@ step_tool() {
 	vmcachectl mrc "$NAME" >"$tmp/m" || return 1
 	grep -q '^      1x .*<- this cache$' "$tmp/m" ||
 		{ ktap_print_msg "mrc: $(cat "$tmp/m")"; rc=1; }
-	[ "$(vmcachectl mrc "$NAME" --all | grep -c '|')" = 129 ] ||
+	[ "$(vmcachectl mrc "$NAME" --all | grep -c '|')" = 128 ] ||
 		{ ktap_print_msg "mrc --all: $(vmcachectl mrc "$NAME" --all | head -5)"; rc=1; }
 	vmcachectl mrc "$NAME" --json >"$tmp/mj" || return 1
 	if command -v jq >/dev/null 2>&1; then
@@ -263,8 +263,8 @@ ktap_test_result "status ends with the estimate keys, sysfs files and mrc_curve 
 ktap_test_result "loop over $W1 blocks (3/4 of the cache): 0 at 0.5x, 1000 at 1x..4x, all hits measured" step_loop_fits
 ktap_test_result "stats reset zeroes the estimate and keeps recency" step_reset
 ktap_test_result "loop over $W2 blocks (1.5x): 0 at 0.5x and 1x, 1000 at 2x and 4x" step_loop_big
-ktap_test_result "loop over $W3 blocks (6x, sampled): rate below 1, near 0 everywhere" step_loop_sampled
 ktap_test_result "uniform random reads over $W4 blocks (2x): about 250/500/1000/1000" step_uniform
+ktap_test_result "loop over $W3 blocks (6x, sampled): rate below 1, near 0 everywhere" step_loop_sampled
 ktap_test_result "a bypassed sequential stream is counted, never hits" step_bypass
 ktap_test_result "mrc off stops counting, on (sysfs) starts from nothing" step_off_on
 ktap_test_result "bad mrc values refused (message, sysfs, table); estimate files read-only" step_refused
