@@ -105,7 +105,7 @@ fio_reads() { # <seed> <fio options...>
 	local seed=$1
 	shift
 	fio --name=w --filename="$DEV" --bs=4k --direct=1 --ioengine=psync \
-		--randseed="$seed" --output=/dev/null "$@"
+		--randseed="$seed" --eta=never --output=/dev/null "$@"
 }
 
 # phase <workload> <1 warm-up | 2 measured>

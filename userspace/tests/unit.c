@@ -1231,6 +1231,7 @@ static const struct {
 	{ "mrc_status", test_mrc_status },
 	{ "mrc_curve", test_mrc_curve },
 	{ "mrc_output", test_mrc_output },
+	{ "mrc_prometheus", test_mrc_prometheus },
 	{ "json_writer", test_json },
 	{ "prometheus_status_exact", test_prom_status },
 	{ "prometheus_histograms", test_prom_histograms },

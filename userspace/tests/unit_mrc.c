@@ -137,3 +137,25 @@ static void test_mrc_output(void)
 	EXPECT(strstr(s, "0.0625x") && strstr(s, "0.1875x"), "all points: %s", s);
 	free(s);
 }
+
+static void test_mrc_prometheus(void)
+{
+	char line[1024], *s;
+	struct vmc_prom_cache c = { "c0", line, NULL };
+
+	snprintf(line, sizeof(line), "%s%s", sample_status, mrc_keys);
+	s = prom_of(&c, 1);
+	EXPECT(strstr(s, "# TYPE vmcache_mrc_enabled gauge\nvmcache_mrc_enabled{device=\"c0\"} 1\n") &&
+	       strstr(s, "vmcache_mrc_reads_total{device=\"c0\"} 5000\n") &&
+	       strstr(s, "vmcache_mrc_sample_ppm{device=\"c0\"} 250000\n") &&
+	       strstr(s, "vmcache_mrc_hit_permille_0_5x{device=\"c0\"} 412\n") &&
+	       strstr(s, "vmcache_mrc_hit_permille_4x{device=\"c0\"} 1000\n") &&
+	       !strstr(s, "vmcache_status_est") && !strstr(s, "vmcache_status_mrc"),
+	       "%s", s);
+	free(s);
+	/* an older module: none of them */
+	snprintf(line, sizeof(line), "%s", sample_status);
+	s = prom_of(&c, 1);
+	EXPECT(!strstr(s, "mrc"), "%s", s);
+	free(s);
+}
