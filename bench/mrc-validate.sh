@@ -23,10 +23,12 @@
 #   loop     sequential passes over 1.5x C0 blocks (sequential_cutoff 0)
 #   mixed    70 % of reads uniform over 0.6x C0 blocks, 30 % uniform over
 #            the next 5.4x C0 (a hot set and a wide cold background)
+#   wide     random reads, zipf 0.7 over 32x C0 blocks (sampled at about
+#            a sixth)
 # Devices: caches are dm-linear slices of a RAM disk, sized so that
 # blocks_total is the wanted count; the origin is a memory-backed null_blk.
 # Knobs (environment, --env in the guest): MRC_C0 (1024 blocks),
-# MRC_WORKLOADS (uniform,zipf,loop,mixed).
+# MRC_WORKLOADS (uniform,zipf,loop,mixed,wide).
 set -uo pipefail
 
 if [ ! -r /selftests/lib.sh ]; then
@@ -54,7 +56,7 @@ fi
 trap - EXIT
 
 C0=${MRC_C0:-1024}
-WORKLOADS=${MRC_WORKLOADS:-uniform,zipf,loop,mixed}
+WORKLOADS=${MRC_WORKLOADS:-uniform,zipf,loop,mixed,wide}
 ORIGIN_MIB=256
 RAM_MIB=$((C0 * 4 * 4 / 1024 + 16))	# room for the 4x cache
 ORIGIN=/dev/mrcorigin
@@ -123,6 +125,10 @@ phase() {
 	loop)
 		n=$((3 * C0 / 2))
 		fio_reads "$p" --rw=read --size=$((n * 4))k --loops=3 ;;
+	wide)
+		n=$((32 * C0))
+		fio_reads "$p" --rw=randread --norandommap --size=$((n * 4))k \
+			--random_distribution=zipf:0.7 --io_size=$((n * 4))k ;;
 	mixed)
 		n=$((6 * C0))
 		fio_reads "$p" --rw=randread --norandommap --size=$((n * 4))k \
@@ -196,3 +202,4 @@ out "  uniform  random, uniform over $((2 * C0)) blocks, 6 reads per block per p
 out "  zipf     random, zipf 0.9 over $((8 * C0)) blocks, 3 reads per block per phase"
 out "  loop     3 sequential passes over $((3 * C0 / 2)) blocks per phase (sequential_cutoff 0)"
 out "  mixed    random: 70 % over the first $((6 * C0 / 10)) blocks, 30 % over the next $((6 * C0 * 9 / 10)), 3 reads per block per phase"
+out "  wide     random, zipf 0.7 over $((32 * C0)) blocks, 1 read per block per phase"
