@@ -39,7 +39,7 @@ if [ ! -r /selftests/lib.sh ]; then
 	make -C "$ROOT" -s userspace >/dev/null
 	raw=$(mktemp)
 	"$ROOT/selftests/run-in-guest.sh" --timeout 2400 --test-timeout 2300 \
-		--script "$ROOT/bench/mrc-validate.sh" | tee "$raw"
+		--script "$ROOT/bench/mrc-validate.sh" 2>&1 | tee "$raw"
 	rc=${PIPESTATUS[0]}
 	{
 		echo "dm-vmcache: estimated vs measured read hit ratio ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
@@ -167,7 +167,7 @@ out "Estimated: dm-vmcache's est_hit_<k>x keys on the 1x cache (LRU stack"
 out "distance model, policy lru run; the 2q run's estimate in brackets)."
 out "Measured: read hit ratio of a cache of that size, same workload."
 out ""
-out "$(printf '%-8s %5s %6s %10s %10s %10s %12s' workload size blocks estimated "lru" "2q" "sampling")"
+out "$(printf '%-8s %5s %6s %16s %9s %9s %9s' workload size blocks estimated "lru" "2q" "sampling")"
 IFS=, read -r -a wl <<<"$WORKLOADS"
 for w in "${wl[@]}"; do
 	say "workload $w"
@@ -189,7 +189,7 @@ for w in "${wl[@]}"; do
 	done
 	labels=(0.5x 1x 2x 4x)
 	for i in 0 1 2 3; do
-		out "$(printf '%-8s %5s %6s %10s %10s %10s %12s' "$w" "${labels[$i]}" "${B[$i]}" \
+		out "$(printf '%-8s %5s %6s %16s %9s %9s %9s' "$w" "${labels[$i]}" "${B[$i]}" \
 			"$(pm "${est_lru[$i]}") [$(pm "${est_2q[$i]}")]" "${M[lru,$i]}" "${M[2q,$i]}" \
 			"$(awk -v p="$SAMP" 'BEGIN { printf "%.1f%%", p / 1e4 }')")"
 	done
