@@ -339,6 +339,15 @@ void vmc_mrc_bypassed(struct vmc_mrc *m, u64 blocks)
 	spin_unlock_irqrestore(&m->lock, flags);
 }
 
+void vmc_mrc_run(struct vmc_mrc *m, u64 first, u64 n, bool is_write,
+		  bool bypass)
+{
+	u64 b;
+
+	for (b = first; b < first + n; b++)
+		vmc_mrc_access(m, b, is_write, bypass);
+}
+
 void vmc_mrc_enable(struct vmc_mrc *m, bool on)
 {
 	unsigned long flags;

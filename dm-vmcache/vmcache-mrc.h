@@ -37,6 +37,9 @@ void vmc_mrc_access(struct vmc_mrc *m, u64 oblock, bool is_write,
 		    bool bypass);
 /* reads of blocks a bypassed stream took whole from the origin */
 void vmc_mrc_bypassed(struct vmc_mrc *m, u64 blocks);
+/* a run of blocks mapped in one piece: an access to each */
+void vmc_mrc_run(struct vmc_mrc *m, u64 first, u64 n, bool is_write,
+		 bool bypass);
 
 /* status keys, appended to the status line: mrc=... est_hit_4x=... */
 unsigned int vmc_mrc_status(struct vmc_mrc *m, char *buf, size_t len,
