@@ -340,7 +340,7 @@ void vmc_mrc_bypassed(struct vmc_mrc *m, u64 blocks)
 }
 
 void vmc_mrc_run(struct vmc_mrc *m, u64 first, u64 n, bool is_write,
-		  bool bypass)
+		 bool bypass)
 {
 	u64 b;
 
