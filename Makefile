@@ -16,6 +16,10 @@
 #                        policy, flush, suspend and reload churn (not in CI)
 #   make demo            throwaway guest: cache over emulated disks, workload
 #   make bench           side-by-side benchmark against the peers
+#   make bench-vm        what users feel: file copies, small files, a database
+#                        with a backup stream and a build on a filesystem over
+#                        a throttled virtual disk, against the peers
+#                        (bench/vm/README.md; BENCHVM_ARGS=--quick)
 
 PWD_DIR := $(CURDIR)
 KDIR_CANDIDATES := $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)) \
@@ -27,7 +31,7 @@ CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
 .PHONY: all module userspace lint checkpatch sparse compat-check deps install \
 	test unit-test guest-test demo bench clean check-kdir module-6.12 \
-	test-6.12 test-debug module-private stress
+	test-6.12 test-debug module-private stress bench-vm
 
 all: module
 
@@ -118,6 +122,9 @@ demo:
 
 bench:
 	bench/run-bench.sh
+
+bench-vm:
+	bench/vm/run-bench-vm.sh $(BENCHVM_ARGS)
 
 clean:
 	-[ -n "$(KDIR)" ] && $(MAKE) -C $(KDIR) M=$(PWD_DIR) clean

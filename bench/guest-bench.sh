@@ -17,11 +17,33 @@
 #   randwrite  4 KiB random writes, QD 16, over the hot set
 # Then the writeback throughput of dm-vmcache (issue 5): random dirty
 # blocks written back by "flush" with writeback_sort 1 and 0, against the
-# origin's sequential and random write speed.
+# origin's sequential and random write speed; and the cases of issue 10
+# (see bench/README.md).  BENCH_SECTIONS (comma list) picks what runs:
+#   rows       the table above (RESULT), one row per BENCH_TARGETS entry
+#   fsync      4 KiB random writes, fsync after each, QD 1 (FSYNC), in the
+#              same target loop as rows
+#   wb         issue 5's writeback cases, plus a dirty set contiguous on
+#              the origin but scattered on the cache (WB)
+#   wbactive   vmcache-wb random writes with writeback held off, running
+#              between the watermarks, and at full speed (WBACT)
+#   sustained  random writes over twice the cache size, per second (SUS,
+#              SUSSUM)
+#   drain      time to write back a large dirty set, vmcache and peers
+#              (DRAIN)
+#   seqmix     1 MiB sequential reads over scattered cached blocks (SEQMIX)
+#   reload     suspend/reload/resume of an unchanged ~1M-block cache
+#              (RELOAD)
 #
 # Output: "# " progress lines, and machine-readable lines for the host:
 #   RESULT <target> <randread IOPS> <seqread MB/s> <randwrite IOPS> <note>
+#   FSYNC <target> <IOPS> <fsyncs> <origin flushes> <origin data writes>
 #   WB <case> <MiB> <seconds> <MB/s> <note>
+#   WBACT <case> <IOPS> <writeback_done during the run> <dirty before> <dirty after> <note>
+#   SUS <target> <second> <IOPS> <mean clat us> <dirty MiB>
+#   SUSSUM <target> <mean IOPS> <min 1-s IOPS> <p99 clat us> <note>
+#   DRAIN <target> <dirty MiB> <seconds> <MB/s> <origin write requests> <note>
+#   SEQMIX <target> <MB/s> <origin reads> <MiB read> <note>
+#   RELOAD <case> <blocks> <suspend ms> <reload ms> <resume ms> <cache reads at reload> <at resume> <cache KiB read> <note>
 #   INFO <text>
 set -uo pipefail
 # shellcheck source=../selftests/lib.sh
@@ -36,9 +58,24 @@ ORIGIN_QD=${BENCH_ORIGIN_QD:-4}		# requests the origin serves at once
 ORIGIN_MBPS=${BENCH_ORIGIN_MBPS:-150}	# its bandwidth cap, MiB/s
 HOT_MIB=${BENCH_HOT_MIB:-32}
 RUNTIME=${BENCH_RUNTIME:-10}
-TARGETS=${BENCH_TARGETS:-origin,fast,dm-cache,dm-writecache,vmcache-wt,vmcache-wb,bcache}
+TARGETS=${BENCH_TARGETS:-origin,fast,linear,dm-cache,dm-writecache,vmcache-wt,vmcache-wb,bcache}
+SECTIONS=${BENCH_SECTIONS:-rows,fsync,wb,wbactive,sustained,drain,seqmix,reload}
+PEERS=${BENCH_PEERS:-vmcache-wb,dm-writecache,dm-cache,bcache}	# sustained, drain, seqmix
+FSYNC_TARGETS=${BENCH_FSYNC_TARGETS:-origin,linear,dm-cache,dm-writecache,vmcache-wb,bcache}
+ORIGIN_WC=${BENCH_ORIGIN_WC:-1}		# origin has a volatile write cache: flushes reach it
+ORIGIN_CACHE_MIB=${BENCH_ORIGIN_CACHE_MIB:-16}	# its size (null_blk cache_size)
 WB_DENSE_MIB=${BENCH_WB_DENSE_MIB:-128}	# dirty half of it, 4 KiB blocks
 WB_SPARSE_MIB=${BENCH_WB_SPARSE_MIB:-16}	# dirty blocks spread over the origin
+WB_CONTIG_MIB=${BENCH_WB_CONTIG_MIB:-32}	# contiguous on the origin, random order
+FSYNC_RUNTIME=${BENCH_FSYNC_RUNTIME:-$(( (RUNTIME + 1) / 2 ))}
+WBA_PREFILL_MIB=${BENCH_WBA_PREFILL_MIB:-56}	# dirty before the run (+ the hot set)
+SUS_RUNTIME=${BENCH_SUS_RUNTIME:-$((RUNTIME * 2))}
+DRAIN_MIB=${BENCH_DRAIN_MIB:-128}	# dirty set of the drain case (4 KiB blocks)
+DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-300}	# seconds a drain may take
+SEQMIX_PCT=${BENCH_SEQMIX_PCT:-5}	# percent of the origin's blocks written
+SEQMIX_WAIT=${BENCH_SEQMIX_WAIT:-5}	# seconds between those writes and the reads
+RELOAD_BLOCKS=${BENCH_RELOAD_BLOCKS:-1048576}	# cache blocks of the reload case
+RELOAD_FILL=${BENCH_RELOAD_FILL:-4096}	# blocks written before the reloads
 
 FAST=/dev/mapper/bfast
 META=/dev/mapper/bmeta
@@ -47,6 +84,21 @@ SEQ_OFF_MIB=256	# the sequential reads' area: cold, never written
 
 say() { printf '# %s\n' "$*"; }
 now_ms() { date +%s%3N; }
+has() { [[ ",$SECTIONS," == *",$1,"* ]]; }
+in_list() { [[ ",$2," == *",$1,"* ]]; } # <item> <comma list>
+# a comma list in order, bcache last (it writes the origin's first sectors)
+bcache_last() {
+	local -a l
+	IFS=, read -r -a l <<<"$1"
+	printf '%s\n' "${l[@]}" | grep -vx bcache
+	printf '%s\n' "${l[@]}" | grep -x bcache
+}
+# /sys/block/<name>/stat fields (0-based): 0 reads, 2 sectors read,
+# 4 writes, 5 write merges, 6 sectors written, 15 flushes (iostats.rst:
+# "flush requests completed successfully"; 6.1 also counts each empty
+# flush bio in field 4: "data writes" below subtract them)
+blkstat() { cat "/sys/block/$1/stat"; }
+ms2s() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
 # ------------------------------------------------------------ devices
 
@@ -63,10 +115,19 @@ setup() {
 	echo $((ORIGIN_US * 1000)) >"$d/completion_nsec"
 	echo "$ORIGIN_QD" >"$d/hw_queue_depth"
 	echo "$ORIGIN_MBPS" >"$d/mbps" || say "null_blk has no mbps: no bandwidth cap"
+	# a volatile write cache, like a virtual disk's: REQ_PREFLUSH reaches
+	# the origin (one request, ORIGIN_US) instead of being dropped by the
+	# block layer, and stacked dm devices accept flushes (dm takes the
+	# flag at table load). null_blk's cache_size (MiB) turns it on.
+	[ "$ORIGIN_WC" = 1 ] && echo "$ORIGIN_CACHE_MIB" >"$d/cache_size"
 	echo 1 >"$d/power"
 	wait_for_dev /dev/ram0 && wait_for_dev "$ORIGIN" || return 1
 	# every target's own ordering is what reaches the origin
 	echo none >/sys/block/slow/queue/scheduler 2>/dev/null
+	if [ "$ORIGIN_WC" = 1 ] && [ "$(cat /sys/block/slow/queue/write_cache)" != "write back" ]; then
+		echo "write back" >/sys/block/slow/queue/write_cache
+		say "origin write cache: $(cat /sys/block/slow/queue/write_cache)"
+	fi
 	dmsetup create bfast --table "0 $((FAST_MIB * 2048)) linear /dev/ram0 0" &&
 	dmsetup create bmeta --table "0 $((META_MIB * 2048)) linear /dev/ram0 $((FAST_MIB * 2048))" ||
 		return 1
@@ -126,6 +187,12 @@ remove_origin() { :; }
 create_fast() { echo "$FAST"; }
 remove_fast() { :; }
 
+create_linear() { # dm-linear over the fast device: the ceiling of a dm target
+	dmsetup create b_lin --table "0 $(blockdev --getsz "$FAST") linear $FAST 0" || return 1
+	wait_for_dev /dev/mapper/b_lin >/dev/null && echo /dev/mapper/b_lin
+}
+remove_linear() { dmsetup remove b_lin; }
+
 create_dm-cache() {
 	wipe "$META" && wipe "$FAST" || return 1
 	# 32 KiB blocks (the smallest), writeback, smq with its defaults
@@ -134,6 +201,7 @@ create_dm-cache() {
 	wait_for_dev /dev/mapper/b_dmcache >/dev/null && echo /dev/mapper/b_dmcache
 }
 remove_dm-cache() { dmsetup remove b_dmcache; }
+dmcache_dirty() { dmsetup status b_dmcache | awk '{ print $14 }'; } # 32 KiB blocks
 
 create_dm-writecache() {
 	wipe "$FAST" || return 1
@@ -142,6 +210,8 @@ create_dm-writecache() {
 	wait_for_dev /dev/mapper/b_wc >/dev/null && echo /dev/mapper/b_wc
 }
 remove_dm-writecache() { dmsetup remove b_wc; }
+# status: <errors> <blocks> <free blocks> <blocks under writeback> ...
+wc_dirty() { dmsetup status b_wc | awk '{ print $5 - $6 }'; } # 4 KiB blocks
 
 vmcache_create() { # <mode>
 	modprobe -q dm-vmcache || return 1
@@ -186,12 +256,47 @@ create_bcache() {
 	echo /dev/bcache0
 }
 remove_bcache() {
-	local s=/sys/block/bcache0/bcache/stats_total
+	local s=/sys/block/bcache0/bcache/stats_total set=$BCACHE_SET i
 	say "  bcache: cache_hits $(cat $s/cache_hits 2>/dev/null) cache_misses $(cat $s/cache_misses 2>/dev/null)" \
 		"bypassed $(cat $s/bypassed 2>/dev/null) dirty $(cat /sys/block/bcache0/bcache/dirty_data 2>/dev/null)"
+	# create_bcache may have run in a command substitution: find the set
+	[ -n "$set" ] || set=$(basename "$(readlink -f /sys/block/bcache0/bcache/cache)")
 	echo 1 >/sys/block/bcache0/bcache/stop 2>/dev/null
-	[ -n "$BCACHE_SET" ] && echo 1 >"/sys/fs/bcache/$BCACHE_SET/unregister" 2>/dev/null
-	sleep 1
+	[ -n "$set" ] && [ -e "/sys/fs/bcache/$set/stop" ] && echo 1 >"/sys/fs/bcache/$set/stop"
+	# both devices are released asynchronously: wait for the set to go
+	for ((i = 0; i < 200; i++)); do
+		[ ! -e /sys/block/bcache0 ] && ! bcache_sets >/dev/null && break
+		[ $((i % 50)) -eq 49 ] && for s in $(bcache_sets); do echo 1 >"/sys/fs/bcache/$s/stop" 2>/dev/null; done
+		sleep 0.1
+	done
+	{ [ -e /sys/block/bcache0 ] || bcache_sets >/dev/null; } && say "  bcache still registered after stop"
+	BCACHE_SET=
+	# nothing left for a later registration to find
+	wipe "$ORIGIN" 2>/dev/null
+	wipe "$FAST" 2>/dev/null
+}
+bcache_sets() { # the registered cache sets' uuids; 1 when none
+	local d r=1
+	for d in /sys/fs/bcache/*-*-*-*-*; do
+		[ -d "$d" ] && { basename "$d"; r=0; }
+	done
+	return $r
+}
+# dirty data in MiB (dirty_data is human-readable: 0.0k, 12.5M, 1.1G)
+bcache_dirty_mib() {
+	awk '{ v = $1 + 0; u = substr($1, length($1)); if (u == "k") v /= 1024; else if (u == "G") v *= 1024; else if (u != "M") v /= 1048576; printf "%.1f", v }' \
+		/sys/block/bcache0/bcache/dirty_data
+}
+
+# dirty_mib <target>: its dirty data now, MiB ("-" when it has no such notion)
+dirty_mib() {
+	case $1 in
+	vmcache-wb | vmcache-wt) awk -v n="$(vmc_st blocks_dirty)" 'BEGIN { printf "%.1f", n * 4096 / 1048576 }' ;;
+	dm-writecache) awk -v n="$(wc_dirty)" 'BEGIN { printf "%.1f", n * 4096 / 1048576 }' ;;
+	dm-cache) awk -v n="$(dmcache_dirty)" 'BEGIN { printf "%.1f", n * 32768 / 1048576 }' ;;
+	bcache) bcache_dirty_mib ;;
+	*) echo - ;;
+	esac
 }
 
 run_target() { # <target>
@@ -207,38 +312,80 @@ run_target() { # <target>
 	# the last line is the device, lines before it are progress
 	dev=$(tail -n 1 <<<"$out")
 	head -n -1 <<<"$out"
-	case $t in
-	origin | fast) note="raw device" ;;
-	*)
-		warmup "$dev"
-		note="after warm-up"
-		;;
-	esac
-	rr=$(randread "$dev")
-	say "  randread  ${rr:-?} IOPS"
-	sr=$(seqread "$dev")
-	say "  seqread   ${sr:-?} MB/s"
-	rw=$(randwrite "$dev")
-	say "  randwrite ${rw:-?} IOPS"
+	if has rows; then
+		case $t in
+		origin | fast | linear) note="raw device" ;;
+		*)
+			warmup "$dev"
+			note="after warm-up"
+			;;
+		esac
+		rr=$(randread "$dev")
+		say "  randread  ${rr:-?} IOPS"
+		sr=$(seqread "$dev")
+		say "  seqread   ${sr:-?} MB/s"
+		rw=$(randwrite "$dev")
+		say "  randwrite ${rw:-?} IOPS"
+	fi
+	if has fsync && in_list "$t" "$FSYNC_TARGETS"; then
+		fsync_case "$t" "$dev"
+	fi
 	"remove_$t"
 	say "  ($(( ($(now_ms) - t0) / 1000 )) s)"
-	echo "RESULT $t ${rr:--} ${sr:--} ${rw:--} $note"
+	if has rows; then
+		echo "RESULT $t ${rr:--} ${sr:--} ${rw:--} $note"
+	fi
+}
+
+# fsync_case <target> <dev>: 4 KiB random writes over the hot set, QD 1,
+# fsync after each; counts the flushes and writes completed by the origin
+fsync_case() {
+	local t=$1 dev=$2 out iops n
+	local -a s0 s1
+	read -r -a s0 < <(blkstat slow)
+	out=$(fio_run "$dev" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --offset=0 \
+		--size="${HOT_MIB}M" --norandommap --randrepeat=0 \
+		--time_based --runtime="$FSYNC_RUNTIME")
+	read -r -a s1 < <(blkstat slow)
+	iops=$(field 49 <<<"$out")
+	n=$(($(field 47 <<<"$out") / 4))
+	local fl=$((s1[15] - s0[15])) wr=$((s1[4] - s0[4] - s1[15] + s0[15]))
+	say "  fsync     ${iops:-?} IOPS, $n writes+fsyncs, origin: $fl flushes, $wr writes"
+	echo "FSYNC $t ${iops:--} $n $fl $wr"
 }
 
 # ---------------------------------------------------- writeback (issue 5)
 
 vmc_st() { dmsetup status b_vmc | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+vmc_make() { # <option words...>: b_vmc over a wiped fast device and the origin
+	modprobe -q dm-vmcache || return 1
+	wipe "$FAST" || return 1
+	dmsetup create b_vmc --table "0 $OSZ vmcache $FAST $ORIGIN $# $*" || return 1
+	wait_for_dev /dev/mapper/b_vmc >/dev/null
+}
+WB_HELD="writeback_low 100 writeback_high 100 max_dirty_age 0"
+
+# wait_until <seconds> <command...>: poll every 50 ms; 1 on timeout
+wait_until() {
+	local lim=$(($1 * 1000)) t0
+	shift
+	t0=$(now_ms)
+	until "$@"; do
+		[ $(($(now_ms) - t0)) -gt "$lim" ] && return 1
+		sleep 0.05
+	done
+}
+vmc_drained() { [ "$(vmc_st blocks_dirty)" -eq 0 ] && [ "$(vmc_st flush)" = idle ]; }
+
 # wb_case <name> <sort 0|1> <area MiB> <dirty MiB> <offset MiB>: dirty
 # <dirty MiB> of distinct random 4 KiB blocks in the area with writeback
-# held off, then "flush" and time the drain.
+# held off, then "flush" and time the drain.  <dirty> = <area>: every block
+# of the area, in random order (contiguous on the origin, scattered on
+# the cache).
 wb_case() {
 	local name=$1 sort=$2 area=$3 dirty=$4 off=$5 t0 ms n done_
-	modprobe -q dm-vmcache || return 1
-	wipe "$FAST"
-	dmsetup create b_vmc --table "0 $OSZ vmcache $FAST $ORIGIN 12 mode writeback sequential_cutoff 0 writeback_low 100 writeback_high 100 max_dirty_age 0 writeback_sort $sort" ||
-		return 1
-	wait_for_dev /dev/mapper/b_vmc >/dev/null
+	vmc_make mode writeback sequential_cutoff 0 $WB_HELD writeback_sort "$sort" || return 1
 	# same seed every time: the same blocks for sort 1 and 0
 	fio_run /dev/mapper/b_vmc --rw=randwrite --bs=4k --iodepth=16 \
 		--offset="${off}M" --size="${area}M" --io_size="${dirty}M" --randseed=7 >/dev/null
@@ -247,13 +394,7 @@ wb_case() {
 	read -r -a s0 </sys/block/slow/stat
 	t0=$(now_ms)
 	dmsetup message b_vmc 0 flush
-	while [ "$(vmc_st blocks_dirty)" -ne 0 ] || [ "$(vmc_st flush)" != idle ]; do
-		sleep 0.05
-		if [ $(($(now_ms) - t0)) -gt 300000 ]; then
-			say "  $name: not drained after 300 s"
-			break
-		fi
-	done
+	wait_until 300 vmc_drained || say "  $name: not drained after 300 s"
 	ms=$(($(now_ms) - t0))
 	read -r -a s1 </sys/block/slow/stat
 	done_=$(vmc_st writeback_done)
@@ -261,26 +402,328 @@ wb_case() {
 	local mbs
 	mbs=$(awk -v b="$n" -v ms="$ms" 'BEGIN { printf "%.1f", b * 4096 / 1e6 / (ms / 1000) }')
 	# origin write requests and how many bios were merged into them
-	local reqs=$((s1[4] - s0[4])) merges=$((s1[5] - s0[5]))
-	say "  $name: $n dirty blocks over $area MiB, sort $sort: $(awk -v ms="$ms" 'BEGIN { printf "%.2f", ms / 1000 }') s, $mbs MB/s ($done_ written back, $reqs origin write requests, $merges merges)"
-	echo "WB $name $((n * 4096 >> 20)) $(awk -v ms="$ms" 'BEGIN { printf "%.2f", ms / 1000 }') $mbs sort=$sort, $n blocks over $area MiB, $reqs origin write requests ($merges merged)"
+	# (6.1 counts an empty flush bio as a write too: not a data write)
+	local fl=$((s1[15] - s0[15])) merges=$((s1[5] - s0[5]))
+	local reqs=$((s1[4] - s0[4] - fl))
+	say "  $name: $n dirty blocks over $area MiB, sort $sort: $(ms2s "$ms") s, $mbs MB/s ($done_ written back, $reqs origin write requests, $merges merges, $fl flushes)"
+	echo "WB $name $((n * 4096 >> 20)) $(ms2s "$ms") $mbs sort=$sort, $n blocks over $area MiB, $reqs origin write requests ($merges merged), $fl origin flushes"
 }
 
-writeback_bench() {
+ORIGIN_REFS=0
+origin_refs() { # the origin's own write speeds, once
 	local kib
-	say "== writeback throughput (dm-vmcache, issue 5)"
+	[ "$ORIGIN_REFS" = 1 ] && return 0
+	ORIGIN_REFS=1
 	kib=$(fio_run "$ORIGIN" --rw=write --bs=1M --iodepth=4 --offset=0 --size=256M \
 		--time_based --runtime=$((RUNTIME / 2 + 1)) | field 48)
 	say "  origin sequential write 1 MiB QD4: $((kib * 1024 / 1000000)) MB/s"
 	echo "WB origin-seq-write - - $((kib * 1024 / 1000000)) fio 1 MiB sequential writes, QD 4"
+	# QD 64: writeback_max_inflight's default (blocks in flight per batch)
 	kib=$(fio_run "$ORIGIN" --rw=randwrite --bs=4k --iodepth=64 --offset=0 --size=1G \
 		--norandommap --randrepeat=0 --time_based --runtime=$((RUNTIME / 2 + 1)) | field 48)
 	say "  origin random write 4 KiB QD64: $((kib * 1024 / 1000000)) MB/s"
-	echo "WB origin-rand-write - - $((kib * 1024 / 1000000)) fio 4 KiB random writes, QD 64"
+	echo "WB origin-rand-write - - $((kib * 1024 / 1000000)) fio 4 KiB random writes, QD 64 (= writeback_max_inflight)"
+}
+
+writeback_bench() {
+	say "== writeback throughput (dm-vmcache, issue 5)"
+	origin_refs
 	wb_case dense-sorted 1 "$WB_DENSE_MIB" $((WB_DENSE_MIB / 2)) 512
 	wb_case dense-unsorted 0 "$WB_DENSE_MIB" $((WB_DENSE_MIB / 2)) 512
 	wb_case sparse-sorted 1 "$ORIGIN_MIB" "$WB_SPARSE_MIB" 0
 	wb_case sparse-unsorted 0 "$ORIGIN_MIB" "$WB_SPARSE_MIB" 0
+	wb_case contig-sorted 1 "$WB_CONTIG_MIB" "$WB_CONTIG_MIB" 768
+	wb_case contig-unsorted 0 "$WB_CONTIG_MIB" "$WB_CONTIG_MIB" 768
+}
+
+# ------------------------------- random writes while writeback runs (issue 10)
+
+# wbactive_case <name> <option words...>: a dirty set of WBA_PREFILL_MIB
+# away from the hot set plus the hot set itself (written once), then the
+# randwrite workload over the hot set; writeback_done counted over the run
+wbactive_case() {
+	local name=$1 iops d0 d1 w0 w1 tot
+	shift
+	vmc_make mode writeback "$@" || return 1
+	local dev=/dev/mapper/b_vmc
+	fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=512M --size=256M \
+		--io_size="${WBA_PREFILL_MIB}M" --randseed=3 >/dev/null
+	fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="${HOT_MIB}M" \
+		--randseed=5 >/dev/null
+	tot=$(vmc_st blocks_total)
+	d0=$(vmc_st blocks_dirty)
+	w0=$(vmc_st writeback_done)
+	iops=$(randwrite $dev)
+	d1=$(vmc_st blocks_dirty)
+	w1=$(vmc_st writeback_done)
+	vmcache_status
+	dmsetup remove b_vmc
+	local p0 p1
+	p0=$(awk -v a="$d0" -v t="$tot" 'BEGIN { printf "%.0f", 100 * a / t }')
+	p1=$(awk -v a="$d1" -v t="$tot" 'BEGIN { printf "%.0f", 100 * a / t }')
+	say "  $name: ${iops:-?} IOPS, writeback_done +$((w1 - w0)), dirty $d0 ($p0%) -> $d1 ($p1%)"
+	echo "WBACT $name ${iops:--} $((w1 - w0)) $d0 $d1 dirty ${p0}% -> ${p1}%; options: $*"
+}
+
+wbactive_bench() {
+	say "== randwrite with writeback held off / running (dm-vmcache, issue 10)"
+	wbactive_case held $WB_HELD
+	# the defaults (low 10, high 50): the dirty level (about 35%) is
+	# between the watermarks, writeback runs at a proportional rate
+	wbactive_case active writeback_low 10 writeback_high 50
+	# above writeback_high: full speed
+	wbactive_case full writeback_low 10 writeback_high 20
+}
+
+# ------------------------------------------ sustained random writes (issue 10)
+
+SUS_LOG=/tmp/sus
+sus_target() { # <target>
+	local t=$1 out dev spid iops p99 min dirty
+	say "== sustained: $t"
+	if ! out=$("create_$t" 2>"/tmp/bench-$t.err"); then
+		say "  skipped: $(tr '\n' ' ' <"/tmp/bench-$t.err")"
+		echo "SUSSUM $t - - - skipped: $(tr '\n' ' ' <"/tmp/bench-$t.err")"
+		return 0
+	fi
+	dev=$(tail -n 1 <<<"$out")
+	rm -f "$SUS_LOG"_*.log /tmp/sus-dirty
+	# dirty data once a second, next to fio's per-second log
+	local st0
+	st0=$(now_ms)
+	(
+		i=0
+		while :; do
+			i=$((i + 1))
+			w=$((st0 + i * 1000 - $(now_ms)))
+			[ "$w" -gt 0 ] && sleep "$(ms2s "$w")"
+			echo "$i $(dirty_mib "$t")"
+		done
+	) >/tmp/sus-dirty &
+	spid=$!
+	out=$(fio_run "$dev" --rw=randwrite --bs=4k --iodepth=16 --offset=0 \
+		--size=$((2 * FAST_MIB))M --norandommap --randrepeat=0 \
+		--time_based --runtime="$SUS_RUNTIME" --write_iops_log="$SUS_LOG" \
+		--write_lat_log="$SUS_LOG" --log_avg_msec=1000)
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
+	iops=$(field 49 <<<"$out")
+	p99=$(awk -F';' '{ for (i = 59; i <= 78; i++) if ($i ~ /^99.000000%=/) { sub(/.*=/, "", $i); print $i } }' <<<"$out")
+	# per second: IOPS, mean completion latency (the log is in ns), dirty
+	awk -F', *' -v t="$t" -v lim="$SUS_RUNTIME" '
+		FILENAME ~ /dirty/ { split($0, a, " "); d[a[1]] = a[2]; next }
+		FILENAME ~ /clat/ { lat[int(($1 + 500) / 1000)] = $2 / 1000; next }
+		{ s = int(($1 + 500) / 1000); if (s >= 1 && s <= lim) { io[s] = $2; if (s > n) n = s } }
+		END {
+			# a second without an entry: fio did not run then (the guest
+			# stalled); the next entry averages over the whole gap
+			for (s = 1; s <= n; s++)
+				printf "SUS %s %d %s %s %s\n", t, s, (s in io) ? sprintf("%d", io[s]) : "-",
+					(s in lat) ? sprintf("%.0f", lat[s]) : "-", (s in d) ? d[s] : "-"
+		}
+	' /tmp/sus-dirty "$SUS_LOG"_clat.1.log "$SUS_LOG"_iops.1.log >/tmp/sus.lines
+	cat /tmp/sus.lines
+	min=$(awk '$4 != "-" && (m == "" || $4 < m) { m = $4 } END { print (m == "" ? "-" : m) }' /tmp/sus.lines)
+	dirty=$(dirty_mib "$t")
+	say "  $t: mean ${iops:-?} IOPS, min 1-s $min IOPS, p99 ${p99:-?} us, dirty at the end $dirty MiB"
+	"remove_$t"
+	echo "SUSSUM $t ${iops:--} ${min:--} ${p99:--} $((2 * FAST_MIB)) MiB working set, ${SUS_RUNTIME} s, dirty at the end $dirty MiB"
+}
+
+sustained_bench() {
+	local t
+	say "== sustained random writes over twice the cache (issue 10)"
+	for t in $(bcache_last "$PEERS"); do sus_target "$t"; done
+}
+
+# ------------------------------------------------------ drain (issue 10)
+
+# drain_target <target>: DRAIN_MIB of distinct random 4 KiB blocks over
+# twice that area, written with the target's writeback held off where it
+# has a knob, then a full drain, timed
+drain_target() {
+	local t=$1 dev dirty t0 ms note="" passes=1 ok=1
+	say "== drain: $t"
+	case $t in
+	vmcache-wb)
+		vmc_make mode writeback sequential_cutoff 0 $WB_HELD || return 1
+		dev=/dev/mapper/b_vmc note="flush message"
+		;;
+	dm-writecache)
+		wipe "$FAST"
+		dmsetup create b_wc --table "0 $OSZ writecache s $ORIGIN $FAST 4096 4 high_watermark 100 low_watermark 99" ||
+			return 1
+		wait_for_dev /dev/mapper/b_wc >/dev/null
+		dev=/dev/mapper/b_wc note="flush message (watermarks 100/99 while filling)"
+		;;
+	dm-cache)
+		dev=$(create_dm-cache) || return 1
+		# writes to uncached blocks go around the cache: three passes
+		# over the same blocks so that smq promotes them
+		passes=3 note="reload with the cleaner policy (3 write passes to promote)"
+		;;
+	bcache)
+		dev=$(create_bcache | tail -n 1) || return 1
+		[ -b "$dev" ] || return 1
+		echo 0 >/sys/block/bcache0/bcache/writeback_running
+		note="writeback_percent 0, writeback_delay 0, writeback_rate_minimum 1000000 sectors/s, writeback_running 1"
+		;;
+	esac
+	fio_run "$dev" --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size=$((2 * DRAIN_MIB))M \
+		--io_size="${DRAIN_MIB}M" --randseed=7 --loops="$passes" >/dev/null
+	sleep 1
+	dirty=$(dirty_mib "$t")
+	local -a s0 s1
+	read -r -a s0 < <(blkstat slow)
+	t0=$(now_ms)
+	case $t in
+	vmcache-wb)
+		dmsetup message b_vmc 0 flush
+		wait_until "$DRAIN_TIMEOUT" vmc_drained || ok=0
+		;;
+	dm-writecache)
+		dmsetup message b_wc 0 flush
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(wc_dirty)" -eq 0 ]' || ok=0
+		;;
+	dm-cache)
+		dmsetup suspend b_dmcache &&
+			dmsetup reload b_dmcache --table "0 $OSZ cache $META $FAST $ORIGIN 64 1 writeback cleaner 0" &&
+			dmsetup resume b_dmcache || ok=0
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(dmcache_dirty)" -eq 0 ]' || ok=0
+		;;
+	bcache)
+		local b=/sys/block/bcache0/bcache
+		echo 0 >$b/writeback_percent
+		echo 0 >$b/writeback_delay
+		echo 1000000 >$b/writeback_rate_minimum 2>/dev/null
+		echo 1 >$b/writeback_running
+		wait_until "$DRAIN_TIMEOUT" eval '[ "$(cat $b/state)" = clean ]' || ok=0
+		;;
+	esac
+	ms=$(($(now_ms) - t0))
+	read -r -a s1 < <(blkstat slow)
+	[ "$ok" = 1 ] || note="NOT DRAINED after $DRAIN_TIMEOUT s ($(dirty_mib "$t") MiB left); $note"
+	"remove_$t"
+	local mbs fl=$((s1[15] - s0[15])) wmib=$(((s1[6] - s0[6]) / 2048))
+	local reqs=$((s1[4] - s0[4] - fl))
+	mbs=$(awk -v m="$dirty" -v ms="$ms" 'BEGIN { printf "%.1f", m * 1048576 / 1e6 / (ms / 1000) }')
+	say "  $t: $dirty MiB dirty drained in $(ms2s "$ms") s, $mbs MB/s, $reqs origin write requests ($wmib MiB), $fl flushes"
+	echo "DRAIN $t $dirty $(ms2s "$ms") $mbs $reqs $wmib MiB written to the origin, $fl flushes; $note"
+}
+
+drain_bench() {
+	local t
+	say "== drain of a large dirty set (issue 10)"
+	origin_refs
+	for t in $(bcache_last "$PEERS"); do
+		drain_target "$t" || echo "DRAIN $t - - - - setup failed"
+	done
+}
+
+# ---------------------------- sequential reads over a mixed cache (issue 10)
+
+seqmix_target() { # <target>
+	local t=$1 out dev mib dirty kib rkib
+	say "== seqmix: $t"
+	if ! out=$("create_$t" 2>"/tmp/bench-$t.err"); then
+		echo "SEQMIX $t - - - skipped: $(tr '\n' ' ' <"/tmp/bench-$t.err")"
+		return 0
+	fi
+	dev=$(tail -n 1 <<<"$out")
+	mib=$(($(blockdev --getsz "$dev") / 2048))
+	# SEQMIX_PCT% of the blocks of the whole disk, 4 KiB random writes
+	fio_run "$dev" --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="${mib}M" \
+		--io_size=$((mib * SEQMIX_PCT / 100))M --randseed=11 >/dev/null
+	sleep "$SEQMIX_WAIT"
+	dirty=$(dirty_mib "$t")
+	local -a s0 s1
+	read -r -a s0 < <(blkstat slow)
+	out=$(fio_run "$dev" --rw=read --bs=1M --iodepth=4 --offset=0 --size="${mib}M" \
+		--time_based --runtime="$RUNTIME")
+	read -r -a s1 < <(blkstat slow)
+	kib=$(field 7 <<<"$out")
+	rkib=$(field 6 <<<"$out")
+	local reads=$((s1[0] - s0[0]))
+	say "  $t: $((kib * 1024 / 1000000)) MB/s, $reads origin reads for $((rkib / 1024)) MiB read (dirty at start $dirty MiB)"
+	"remove_$t"
+	echo "SEQMIX $t $((kib * 1024 / 1000000)) $reads $((rkib / 1024)) ${SEQMIX_PCT}% of the blocks written ${SEQMIX_WAIT} s before; dirty at start $dirty MiB"
+}
+
+seqmix_bench() {
+	local t
+	say "== 1 MiB sequential reads over scattered clean and dirty blocks (issue 10)"
+	for t in origin $(bcache_last "$PEERS"); do seqmix_target "$t"; done
+}
+
+# ----------------------------------------- reload of a big cache (issue 10)
+
+nullb_make() { # <name> <MiB>: fast, memory-backed (only written pages stored)
+	local d=/sys/kernel/config/nullb/$1
+	mkdir "$d" || return 1
+	echo "$2" >"$d/size"
+	echo 1 >"$d/memory_backed"
+	echo 4096 >"$d/blocksize"
+	echo 0 >"$d/irqmode"
+	echo 1 >"$d/power"
+	wait_for_dev "/dev/$1" >/dev/null
+}
+nullb_remove() {
+	echo 0 >"/sys/kernel/config/nullb/$1/power" 2>/dev/null
+	rmdir "/sys/kernel/config/nullb/$1"
+}
+
+reload_bench() {
+	local cmib omib t0 t1 t2 t3 tbl blocks rep log
+	say "== reload of an unchanged ${RELOAD_BLOCKS}-block cache (issue 10)"
+	# data area plus two 8-byte-per-block mapping copies, and some slack
+	cmib=$((RELOAD_BLOCKS * 4096 / 1048576 + RELOAD_BLOCKS * 16 / 1048576 + 2))
+	omib=$((RELOAD_BLOCKS * 4096 / 1048576))
+	nullb_make bigc "$cmib" && nullb_make bigo "$omib" || {
+		echo "RELOAD create - - - - - - - null_blk setup failed"
+		return 0
+	}
+	local -a s0 s1
+	read -r -a s0 < <(blkstat bigc)
+	t0=$(now_ms)
+	dmsetup create b_rl --table "0 $(blockdev --getsz /dev/bigo) vmcache /dev/bigc /dev/bigo 2 mode writeback" || {
+		echo "RELOAD create - - - - - - - dmsetup create failed"
+		nullb_remove bigc
+		nullb_remove bigo
+		return 0
+	}
+	t1=$(now_ms)
+	read -r -a s1 < <(blkstat bigc)
+	blocks=$(dmsetup status b_rl | tr ' ' '\n' | sed -n 's/^blocks_total=//p')
+	say "  created (formatted) in $((t1 - t0)) ms: $blocks blocks, cache writes $((s1[4] - s0[4])) ($(((s1[6] - s0[6]) / 2)) KiB)"
+	echo "RELOAD create $blocks - $((t1 - t0)) - $((s1[0] - s0[0])) - $(((s1[2] - s0[2]) / 2)) format and resume: $((s1[4] - s0[4])) cache writes, $(((s1[6] - s0[6]) / 2)) KiB"
+	fio_run /dev/mapper/b_rl --rw=randwrite --bs=4k --iodepth=16 --offset=0 \
+		--size="${omib}M" --io_size=$((RELOAD_FILL * 4))k --randseed=13 >/dev/null
+	dmsetup message b_rl 0 commit
+	say "  filled: $(dmsetup status b_rl | tr ' ' '\n' | grep -E '^blocks_(used|dirty)=' | tr '\n' ' ')"
+	tbl=$(dmsetup table b_rl)
+	for rep in 1 2; do
+		sleep 1
+		echo "bench-reload-$rep" >/dev/kmsg
+		local -a sa sb
+		read -r -a s0 < <(blkstat bigc)
+		t0=$(now_ms)
+		dmsetup suspend b_rl
+		t1=$(now_ms)
+		read -r -a sa < <(blkstat bigc)
+		dmsetup reload b_rl --table "$tbl"
+		t2=$(now_ms)
+		read -r -a sb < <(blkstat bigc)
+		dmsetup resume b_rl
+		t3=$(now_ms)
+		read -r -a s1 < <(blkstat bigc)
+		log=$(dmesg | sed -n "/bench-reload-$rep/,\$p" | grep -i vmcache | sed 's/^\[[^]]*\] *//' | tr '\n' ';')
+		local rr=$((sb[0] - sa[0])) rs=$((s1[0] - sb[0])) kib=$(((s1[2] - s0[2]) / 2))
+		say "  reload $rep: suspend $((t1 - t0)) ms, reload $((t2 - t1)) ms, resume $((t3 - t2)) ms; cache reads: $rr at reload, $rs at resume ($kib KiB), writes $((s1[4] - s0[4])); log: ${log:-none}"
+		echo "RELOAD reload$rep $blocks $((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $rr $rs $kib cache writes $((s1[4] - s0[4])) ($(((s1[6] - s0[6]) / 2)) KiB); log: ${log:-none}"
+	done
+	dmsetup remove b_rl
+	nullb_remove bigc
+	nullb_remove bigo
 }
 
 # ---------------------------------------------------------------- main
@@ -288,21 +731,31 @@ writeback_bench() {
 start=$(now_ms)
 setup || { say "device setup failed"; exit 1; }
 echo "INFO kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB"
-echo "INFO origin: null_blk ${ORIGIN_MIB} MiB, memory-backed, ${ORIGIN_US} us per request (irqmode=2), queue depth $ORIGIN_QD, $ORIGIN_MBPS MiB/s cap, scheduler none"
+echo "INFO origin: null_blk ${ORIGIN_MIB} MiB, memory-backed, ${ORIGIN_US} us per request (irqmode=2), queue depth $ORIGIN_QD, $ORIGIN_MBPS MiB/s cap, scheduler none, write cache: $(cat /sys/block/slow/queue/write_cache) ($([ "$ORIGIN_WC" = 1 ] && echo "null_blk cache_size $ORIGIN_CACHE_MIB MiB" || echo none))"
 echo "INFO fast: brd slice ${FAST_MIB} MiB; dm-cache metadata: brd slice ${META_MIB} MiB"
 echo "INFO workloads: fio libaio O_DIRECT, ${RUNTIME} s each; hot set ${HOT_MIB} MiB (warm-up: read twice)"
+echo "INFO sections: $SECTIONS"
 modprobe -q dm-vmcache
 echo "INFO dm-vmcache srcversion $(cat /sys/module/dm_vmcache/srcversion 2>/dev/null || echo '?')"
 
 IFS=, read -r -a list <<<"$TARGETS"
 # bcache rewrites the origin's first sectors: keep it last, after the
-# writeback measurement
-for t in "${list[@]}"; do
-	[ "$t" = bcache ] && continue
-	run_target "$t"
-done
-writeback_bench
-for t in "${list[@]}"; do
-	[ "$t" = bcache ] && run_target bcache
-done
+# other sections
+if has rows || has fsync; then
+	for t in "${list[@]}"; do
+		[ "$t" = bcache ] && continue
+		run_target "$t"
+	done
+fi
+has wb && writeback_bench
+has wbactive && wbactive_bench
+has drain && drain_bench
+has sustained && sustained_bench
+has seqmix && seqmix_bench
+has reload && reload_bench
+if has rows || has fsync; then
+	for t in "${list[@]}"; do
+		[ "$t" = bcache ] && run_target bcache
+	done
+fi
 say "total $(( ($(now_ms) - start) / 1000 )) s"

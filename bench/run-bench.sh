@@ -3,31 +3,36 @@
 #
 # The dm-vmcache benchmark (make bench): boots ONE throwaway QEMU guest
 # (selftests/run-in-guest.sh --script bench/guest-bench.sh), which runs
-# raw origin, raw fast device, dm-cache (smq), dm-writecache, dm-vmcache
-# (writethrough and writeback) and bcache on the same emulated devices,
-# plus dm-vmcache's writeback throughput (sorted vs unsorted vs the
-# origin's own write speed).  Prints a table of ratios to the raw origin
-# and writes bench/results/latest.txt, latest.dat and a plot (latest.png
-# when gnuplot is there; a text bar chart is in latest.txt).
-# See bench/README.md.
+# raw origin, raw fast device, dm-linear over it, dm-cache (smq),
+# dm-writecache, dm-vmcache (writethrough and writeback) and bcache on the
+# same emulated devices, plus dm-vmcache's writeback throughput and the
+# cases of issue 10 (fsync, writes during writeback, sustained writes,
+# drains, sequential reads over a mixed cache, reload of a big cache).
+# Prints tables of ratios and writes bench/results/latest.txt, latest.dat
+# and a plot (latest.png when gnuplot is there; a text bar chart is in
+# latest.txt).  See bench/README.md.
 #
-#   bench/run-bench.sh [--no-deps] [--out DIR]
+#   bench/run-bench.sh [--no-deps] [--out DIR] [--parse RAW]
 #
-# Knobs (environment, passed into the guest): BENCH_RUNTIME (s per
-# workload, 10), BENCH_ORIGIN_US (origin latency, 500), BENCH_HOT_MIB (32),
-# BENCH_FAST_MIB (256), BENCH_ORIGIN_MIB (1024), BENCH_TARGETS (comma list),
-# and the harness's VMCACHE_ACCEL, VMCACHE_BUILD_DIR.
+# --parse RAW: no guest, build the tables from RAW (a latest.raw).
+# Knobs (environment, passed into the guest): BENCH_SECTIONS (comma list:
+# rows,fsync,wb,wbactive,sustained,drain,seqmix,reload), BENCH_RUNTIME (s
+# per workload, 10), BENCH_TARGETS, BENCH_PEERS (comma lists), sizes and
+# more in bench/README.md; and the harness's VMCACHE_ACCEL,
+# VMCACHE_BUILD_DIR, VMCACHE_KO, VMCACHE_MEM (3072 here).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/bench/results
 deps=1
+parse=
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-deps) deps=0; shift ;;
 	--out) OUT=$2; shift 2 ;;
-	-h | --help) sed -n '3,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--parse) parse=$(realpath "$2"); deps=0; shift 2 ;;
+	-h | --help) sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run-bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -48,26 +53,35 @@ if [ "$deps" -eq 1 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; t
 	fi
 fi
 
-if [ ! -f "$ROOT/dm-vmcache/dm-vmcache.ko" ]; then
+if [ -z "$parse" ] && [ -z "${VMCACHE_KO:-}" ] && [ ! -f "$ROOT/dm-vmcache/dm-vmcache.ko" ]; then
 	log "building the module (make module)"
 	make -C "$ROOT" -s module
 fi
 
 mkdir -p "$OUT"
 raw=$OUT/latest.raw
-env_args=()
-while IFS='=' read -r name value; do
-	env_args+=(--env "$name=$value")
-done < <(env | grep -E '^BENCH_[A-Z_]+=[^ ]*$' || true)
-
-log "booting the benchmark guest (about 6-10 minutes under TCG)"
-start=$(date +%s)
 rc=0
-"$ROOT/selftests/run-in-guest.sh" --timeout "${BENCH_TIMEOUT:-2400}" --bin make-bcache \
-	"${env_args[@]}" --script "$ROOT/bench/guest-bench.sh" 2>&1 |
-	tr -d '\r' | tee "$raw" | grep --line-buffered -E '^(# |run-in-guest)' || rc=$?
-elapsed=$(($(date +%s) - start))
-grep -q '^RESULT ' "$raw" || { log "no results (see $raw)"; exit 1; }
+if [ -n "$parse" ]; then
+	[ "$parse" = "$(realpath -m "$raw")" ] || cp "$parse" "$raw"
+	elapsed=$(sed -n 's/^# total \([0-9]*\) s$/\1/p' "$raw" | tail -n 1)
+	elapsed=${elapsed:-?}
+else
+	env_args=()
+	while IFS='=' read -r name value; do
+		env_args+=(--env "$name=$value")
+	done < <(env | grep -E '^BENCH_[A-Z_]+=[^ ]*$' || true)
+	# the reload case's cache holds ~50 MiB of kernel state; the origin
+	# and fast device live in guest memory too
+	export VMCACHE_MEM=${VMCACHE_MEM:-3072}
+
+	log "booting the benchmark guest (about 15-20 minutes under TCG)"
+	start=$(date +%s)
+	"$ROOT/selftests/run-in-guest.sh" --timeout "${BENCH_TIMEOUT:-2400}" --bin make-bcache \
+		"${env_args[@]}" --script "$ROOT/bench/guest-bench.sh" 2>&1 |
+		tr -d '\r' | tee "$raw" | grep --line-buffered -E '^(# |run-in-guest)' || rc=$?
+	elapsed=$(($(date +%s) - start))
+fi
+grep -qE '^(RESULT|FSYNC|WB|WBACT|SUSSUM|DRAIN|SEQMIX|RELOAD) ' "$raw" || { log "no results (see $raw)"; exit 1; }
 
 # ---------------------------------------------------------------- table
 
@@ -80,51 +94,125 @@ awk '
 		notes[t] = note; order[++n] = t
 	}
 	END {
-		print "# target randread_iops seqread_mbs randwrite_iops (ratios to the raw origin follow)"
+		print "# target randread_iops seqread_mbs randwrite_iops (ratios to the raw origin follow; then randread and randwrite ratios to linear)"
 		for (i = 1; i <= n; i++) {
 			t = order[i]
 			printf "%s %s %s %s", t, rr[t], sr[t], rw[t]
-			printf " %s %s %s\n", ratio(rr[t], rr["origin"]), ratio(sr[t], sr["origin"]), ratio(rw[t], rw["origin"])
+			printf " %s %s %s", ratio(rr[t], rr["origin"]), ratio(sr[t], sr["origin"]), ratio(rw[t], rw["origin"])
+			printf " %s %s\n", ratio(rr[t], rr["linear"]), ratio(rw[t], rw["linear"])
 		}
 	}
-	function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+	function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
 ' "$raw" >"$dat"
+
+# awk helpers shared by the tables below
+AWKLIB='
+	function r(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+	function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (i > from ? " " : "") $i; return s }
+'
 
 {
 	echo "dm-vmcache benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
 	sed -n 's/^INFO /  /p' "$raw"
 	echo "  guest run: ${elapsed} s"
-	echo
-	printf '%-15s %12s %7s  %12s %7s  %12s %7s\n' target "randread" "x orig" "seqread" "x orig" "randwrite" "x orig"
-	printf '%-15s %12s %7s  %12s %7s  %12s %7s\n' "" "4k QD16 IOPS" "" "1M QD4 MB/s" "" "4k QD16 IOPS" ""
-	awk '!/^#/ { printf "%-15s %12s %7s  %12s %7s  %12s %7s\n", $1, $2, $5, $3, $6, $4, $7 }' "$dat"
-	echo
-	awk '/^RESULT / && $3 == "-" { $1 = ""; print "  note:" $0 }' "$raw"
-	echo "Writeback throughput (dm-vmcache, flush of random dirty 4 KiB blocks):"
-	printf '  %-20s %8s %9s %9s  %s\n' case MiB seconds "MB/s" ""
-	awk '/^WB / { n = ""; for (i = 6; i <= NF; i++) n = n " " $i; printf "  %-20s %8s %9s %9s %s\n", $2, $3, $4, $5, n }' "$raw"
-	awk '/^WB / { v[$2] = $5 }
-		function r(a, b) { return (b + 0 > 0) ? sprintf("%.2f", a / b) : "-" }
-		END {
-			if (v["dense-sorted"] == "") exit
-			printf "  writeback / origin sequential write: dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s\n",
-				r(v["dense-sorted"], v["origin-seq-write"]), r(v["dense-unsorted"], v["origin-seq-write"]),
-				r(v["sparse-sorted"], v["origin-seq-write"]), r(v["sparse-unsorted"], v["origin-seq-write"])
-			printf "  writeback / origin random 4 KiB write: dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s\n",
-				r(v["dense-sorted"], v["origin-rand-write"]), r(v["dense-unsorted"], v["origin-rand-write"]),
-				r(v["sparse-sorted"], v["origin-rand-write"]), r(v["sparse-unsorted"], v["origin-rand-write"])
-			printf "  sorted / unsorted: dense %s, sparse %s\n",
-				r(v["dense-sorted"], v["dense-unsorted"]), r(v["sparse-sorted"], v["sparse-unsorted"])
-		}' "$raw"
+	if grep -q '^RESULT ' "$raw"; then
+		echo
+		printf '%-15s %12s %7s %6s  %12s %7s  %12s %7s %6s\n' target "randread" "x orig" "x lin" "seqread" "x orig" "randwrite" "x orig" "x lin"
+		printf '%-15s %12s %7s %6s  %12s %7s  %12s %7s %6s\n' "" "4k QD16 IOPS" "" "" "1M QD4 MB/s" "" "4k QD16 IOPS" "" ""
+		awk '!/^#/ { printf "%-15s %12s %7s %6s  %12s %7s  %12s %7s %6s\n", $1, $2, $5, $8, $3, $6, $4, $7, $9 }' "$dat"
+		echo "  (x lin: ratio to dm-linear over the fast device, the ceiling of a dm target; issue 10 targets randwrite and randread >= 0.9 for vmcache-wb)"
+		awk '/^RESULT / && $3 == "-" { $1 = ""; print "  note:" $0 }' "$raw"
+	fi
+	if grep -q '^FSYNC ' "$raw"; then
+		echo
+		echo "fsync-heavy writes (4 KiB random writes over the hot set, fsync after each, QD 1):"
+		printf '  %-15s %8s %7s %6s  %8s %14s %11s %14s\n' target IOPS "x orig" "x lin" fsyncs "origin flushes" "per fsync" "origin data wr"
+		awk "$AWKLIB"'/^FSYNC / { t[++n] = $2; io[$2] = $3; fs[$2] = $4; fl[$2] = $5; wr[$2] = $6 }
+			END { for (i = 1; i <= n; i++) { x = t[i]
+				printf "  %-15s %8s %7s %6s  %8s %14s %11s %14s\n", x, io[x], r(io[x], io["origin"]), r(io[x], io["linear"]), fs[x], fl[x], r(fl[x], fs[x]), wr[x] } }' "$raw"
+	fi
+	if grep -q '^WB ' "$raw"; then
+		echo
+		echo "Writeback throughput (dm-vmcache, flush of dirty 4 KiB blocks; contig: every block of the area, written in random order):"
+		printf '  %-20s %8s %9s %9s %8s  %s\n' case MiB seconds "MB/s" "req/blk" ""
+		awk '/^WB / { n = ""; b = ""; q = ""
+			for (i = 6; i <= NF; i++) { n = n " " $i; if ($i ~ /^blocks/) b = $(i - 1); if ($i == "origin" && $(i + 1) == "write") q = $(i - 1) }
+			printf "  %-20s %8s %9s %9s %8s %s\n", $2, $3, $4, $5, (b + 0 > 0 ? sprintf("%.2f", q / b) : "-"), n }' "$raw"
+		awk "$AWKLIB"'/^WB / { v[$2] = $5 }
+			END {
+				if (v["dense-sorted"] == "") exit
+				printf "  writeback / origin sequential write: dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s; contig sorted %s, unsorted %s\n",
+					r(v["dense-sorted"], v["origin-seq-write"]), r(v["dense-unsorted"], v["origin-seq-write"]),
+					r(v["sparse-sorted"], v["origin-seq-write"]), r(v["sparse-unsorted"], v["origin-seq-write"]),
+					r(v["contig-sorted"], v["origin-seq-write"]), r(v["contig-unsorted"], v["origin-seq-write"])
+				printf "  writeback / origin random 4 KiB write (QD 64): dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s\n",
+					r(v["dense-sorted"], v["origin-rand-write"]), r(v["dense-unsorted"], v["origin-rand-write"]),
+					r(v["sparse-sorted"], v["origin-rand-write"]), r(v["sparse-unsorted"], v["origin-rand-write"])
+				printf "  sorted / unsorted: dense %s, sparse %s, contig %s\n",
+					r(v["dense-sorted"], v["dense-unsorted"]), r(v["sparse-sorted"], v["sparse-unsorted"]),
+					r(v["contig-sorted"], v["contig-unsorted"])
+			}' "$raw"
+	fi
+	if grep -q '^WBACT ' "$raw"; then
+		echo
+		echo "Random writes while writeback runs (vmcache-wb, 4 KiB QD 16 over the hot set, same dirty set; issue 10 target: active >= 0.8 x held):"
+		printf '  %-8s %8s %7s %15s %13s %13s  %s\n' case IOPS "x held" "written back" "dirty before" "dirty after" ""
+		awk "$AWKLIB"'/^WBACT / { c[++n] = $2; io[$2] = $3; w[$2] = $4; d0[$2] = $5; d1[$2] = $6; no[$2] = rest(7) }
+			END { for (i = 1; i <= n; i++) { x = c[i]
+				printf "  %-8s %8s %7s %15s %13s %13s  %s\n", x, io[x], r(io[x], io["held"]), w[x], d0[x], d1[x], no[x] } }' "$raw"
+	fi
+	if grep -q '^DRAIN ' "$raw"; then
+		echo
+		echo "Drain of a large dirty set (random 4 KiB blocks; time from the drain request to nothing dirty):"
+		printf '  %-15s %9s %9s %8s %8s %8s %10s %8s  %s\n' target "dirty MiB" seconds "MB/s" "x oseq" "x orand" "orig reqs" "req/4k" ""
+		awk "$AWKLIB"'/^WB origin-seq-write/ { os = $5 } /^WB origin-rand-write/ { orr = $5 }
+			/^DRAIN / { t[++n] = $2; d[$2] = $3; s[$2] = $4; m[$2] = $5; q[$2] = $6; no[$2] = rest(7) }
+			END { for (i = 1; i <= n; i++) { x = t[i]
+				printf "  %-15s %9s %9s %8s %8s %8s %10s %8s  %s\n", x, d[x], s[x], m[x], r(m[x], os), r(m[x], orr), q[x],
+					(d[x] + 0 > 0 ? sprintf("%.2f", q[x] / (d[x] * 256)) : "-"), no[x] } }' "$raw"
+	fi
+	if grep -q '^SUSSUM ' "$raw"; then
+		echo
+		echo "Sustained 4 KiB random writes, QD 16, over twice the cache size (per second: IOPS, mean completion latency us, dirty MiB):"
+		awk '/^SUS / { if (!($2 in seen)) { seen[$2] = 1; t[++n] = $2 } io[$2, $3] = $4; la[$2, $3] = $5; d[$2, $3] = $6; if ($3 > m) m = $3 }
+			END {
+				if (!n) exit
+				printf "  %4s", "s"; for (i = 1; i <= n; i++) printf "  %-26s", t[i]; printf "\n"
+				for (s = 1; s <= m; s++) {
+					printf "  %4d", s
+					for (i = 1; i <= n; i++) printf "  %7s %9s %8s ", io[t[i], s], la[t[i], s], d[t[i], s]
+					printf "\n"
+				}
+			}' "$raw"
+		printf '  %-15s %10s %10s %9s %10s  %s\n' target "mean IOPS" "min 1-s" "min/mean" "p99 us" ""
+		awk "$AWKLIB"'/^SUSSUM / { printf "  %-15s %10s %10s %9s %10s  %s\n", $2, $3, $4, r($4, $3), $5, rest(6) }' "$raw"
+	fi
+	if grep -q '^SEQMIX ' "$raw"; then
+		echo
+		echo "1 MiB sequential reads, QD 4, over a cache holding scattered clean and dirty blocks (issue 10 target: >= 0.95 x origin):"
+		printf '  %-15s %8s %7s %12s %9s %9s  %s\n' target "MB/s" "x orig" "origin reads" "MiB read" "reads/MiB" ""
+		awk "$AWKLIB"'/^SEQMIX / { t[++n] = $2; m[$2] = $3; rd[$2] = $4; mb[$2] = $5; no[$2] = rest(6) }
+			END { for (i = 1; i <= n; i++) { x = t[i]
+				printf "  %-15s %8s %7s %12s %9s %9s  %s\n", x, m[x], r(m[x], m["origin"]), rd[x], mb[x], r(rd[x], mb[x]), no[x] } }' "$raw"
+	fi
+	if grep -q '^RELOAD ' "$raw"; then
+		echo
+		echo "Reload of an unchanged cache (dmsetup suspend; reload with the same table; resume; cache device reads per step):"
+		printf '  %-8s %9s %8s %8s %8s %8s %10s %10s %9s  %s\n' case blocks "susp ms" "load ms" "res ms" "total ms" "rd@load" "rd@resume" "KiB read" ""
+		awk "$AWKLIB"'/^RELOAD / { printf "  %-8s %9s %8s %8s %8s %8s %10s %10s %9s  %s\n", $2, $3, $4, $5, $6,
+			($4 ~ /^[0-9]+$/ ? $4 + $5 + $6 : $5), $7, $8, $9, rest(10) }' "$raw"
+		echo "  (create: the first load of the blank cache, formatting it; its time is in load ms)"
+	fi
 	echo
 	# per-target details (cache statistics) from the guest
-	grep -E '^#   (vmcache|bcache)' "$raw" | sed 's/^# /  /' || true
+	grep -E '^#   (vmcache status|bcache: (state|cache_hits))' "$raw" | sed 's/^# /  /' || true
 } >"$txt"
 
 # ----------------------------------------------------------------- plot
 
 png=$OUT/latest.png
-if command -v gnuplot >/dev/null; then
+rm -f "$png"
+if grep -q '^RESULT ' "$raw" && command -v gnuplot >/dev/null; then
 	plot_cmds() { # <terminal>
 		cat <<-EOF
 		set terminal $1
@@ -145,7 +233,7 @@ if command -v gnuplot >/dev/null; then
 		plot_cmds "png size 1000,560 noenhanced" | gnuplot >"$png" 2>/dev/null || rm -f "$png"
 fi
 # text bar chart: one # per doubling over the origin, one - per halving
-{
+grep -q '^RESULT ' "$raw" && {
 	echo "Chart (ratio to the raw origin: one # per doubling, one - per halving):"
 	awk '!/^#/ {
 		for (c = 5; c <= 7; c++) {

@@ -70,6 +70,17 @@ static u8 range_mask(unsigned int first, unsigned int last)
 	return (u8)(GENMASK(last, first));
 }
 
+/* the sub-blocks of block @ob inside sectors [@s, @end) */
+static u8 span_mask(struct vmcache *c, sector_t s, sector_t end, u64 ob)
+{
+	sector_t bstart = ob << c->block_shift;
+	unsigned int lo = s > bstart ? (s - bstart) >> c->sub_shift : 0;
+	unsigned int hi = min_t(sector_t, end - bstart, vmc_block_sectors(c));
+
+	hi = (hi + (1u << c->sub_shift) - 1) >> c->sub_shift;
+	return range_mask(lo, hi - 1);
+}
+
 static atomic_t *owrite_slot(struct vmcache *c, u64 oblock)
 {
 	return &c->owrites[hash_64(oblock, 32) % VMC_OWRITE_SLOTS];
@@ -279,22 +290,28 @@ static void fill_endio(struct bio *fill)
 		wake_up_var(&c->internal_io);
 }
 
+static void send_overlays(struct bio *bio);
+
 void vmc_fill_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, fill_work);
-	struct bio_list fills, remaps;
+	struct bio_list fills, remaps, overlays;
 	struct bio *bio;
 
 	spin_lock_irq(&c->defer_lock);
 	fills = c->fill_bios;
 	remaps = c->remap_bios;
+	overlays = c->overlay_bios;
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->remap_bios);
+	bio_list_init(&c->overlay_bios);
 	spin_unlock_irq(&c->defer_lock);
 	while ((bio = bio_list_pop(&fills)))
 		submit_bio_noacct(bio);
 	while ((bio = bio_list_pop(&remaps)))
 		dm_submit_bio_remap(bio, NULL);
+	while ((bio = bio_list_pop(&overlays)))
+		send_overlays(bio);
 }
 
 /* submit a bio of dm's that we remapped, later, from process context */
@@ -309,10 +326,15 @@ static void defer_remapped(struct vmcache *c, struct bio *bio)
 	queue_work(c->wq, &c->fill_work);
 }
 
-/* end_io context: no sleeping, so allocate without waiting */
-static bool start_fill(struct vmcache *c, struct bio *bio, struct vmc_bio *pb)
+/*
+ * Copy the data @src of @bio read from the origin into cache block
+ * @cblock (sub-blocks @mask).  end_io context: no sleeping, so allocate
+ * without waiting.
+ */
+static bool start_fill(struct vmcache *c, struct bio *bio,
+		       struct bvec_iter src, u32 cblock, u8 mask)
 {
-	unsigned int bytes = pb->iter.bi_size;
+	unsigned int bytes = src.bi_size;
 	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
 	struct bvec_iter dst_iter;
 	struct bio *fill;
@@ -340,13 +362,13 @@ static bool start_fill(struct vmcache *c, struct bio *bio, struct vmc_bio *pb)
 		}
 	}
 	dst_iter = fill->bi_iter;
-	bio_copy_data_iter(fill, &dst_iter, bio, &pb->iter);
-	fill->bi_iter.bi_sector = vmc_cblock_sector(c, pb->cblock) +
-		((sector_t)__ffs(pb->mask) << c->sub_shift);
+	bio_copy_data_iter(fill, &dst_iter, bio, &src);
+	fill->bi_iter.bi_sector = vmc_cblock_sector(c, cblock) +
+		((sector_t)__ffs(mask) << c->sub_shift);
 	fill->bi_end_io = fill_endio;
 	own_of(fill)->c = c;
-	own_of(fill)->cblock = pb->cblock;
-	own_of(fill)->mask = pb->mask;
+	own_of(fill)->cblock = cblock;
+	own_of(fill)->mask = mask;
 	atomic_inc(&c->internal_io);
 
 	spin_lock_irqsave(&c->defer_lock, flags);
@@ -649,15 +671,407 @@ static u64 origin_run(struct vmcache *c, u64 first, u64 last, bool is_write)
 	return ob - first;
 }
 
+/* ------------------------------------------------------------------ */
 /*
- * A bio spanning blocks.  A sequential stream past the cutoff goes to the
- * origin in runs as long as the cache allows: the longest prefix of
- * blocks that need nothing from the cache (origin_run) is remapped in one
- * piece, so a stream over a disk with scattered cached blocks is split
- * only where the place of the data changes.  Anything else is cut at the
- * block end and mapped block by block.  The rest comes back here either
- * way; counters count block-sized pieces.  Returns true when (a prefix
- * of) the bio was remapped to the origin.
+ * Overlay reads.  A bypassed read over blocks with dirty data reads the
+ * whole range from the origin in one piece, then reads the dirty runs from
+ * the cache over the stale parts of its buffer: one origin bio however
+ * scattered the dirty blocks are.  Each overlay clone holds its block from
+ * map to its completion, so the block is neither evicted nor reused
+ * meanwhile; writeback may clean it, the cache copy is still the newest.
+ */
+#define VMC_OVERLAY_MAX	64	/* cache reads per bio; the rest is cut */
+
+static void overlay_endio(struct bio *clone)
+{
+	struct vmc_own *own = own_of(clone);
+	struct vmcache *c = own->c;
+	struct bio *parent = own->parent;
+	struct vmc_bio *pb = dm_per_bio_data(parent, sizeof(*pb));
+	unsigned long flags;
+
+	if (clone->bi_status) {
+		pb->clone_status = clone->bi_status;
+		vmc_note_cache_error(c);
+	}
+	spin_lock_irqsave(&c->lock, flags);
+	c->blocks[own->cblock].holders--;
+	spin_unlock_irqrestore(&c->lock, flags);
+	bio_put(clone);
+	bio_endio(parent);
+}
+
+/* drop overlays never sent (the origin read failed) */
+static void drop_overlays(struct vmcache *c, struct vmc_bio *pb)
+{
+	struct bio *clone = pb->overlay, *next;
+	unsigned long flags;
+
+	spin_lock_irqsave(&c->lock, flags);
+	for (; clone; clone = next) {
+		next = clone->bi_next;
+		c->blocks[own_of(clone)->cblock].holders--;
+		bio_put(clone);
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->overlay = NULL;
+}
+
+/* process context: the origin read is done, read the dirty runs over it */
+static void send_overlays(struct bio *bio)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	struct bio *clone = pb->overlay, *next;
+
+	pb->overlay = NULL;
+	for (; clone; clone = next) {
+		next = clone->bi_next;
+		clone->bi_next = NULL;
+		bio_inc_remaining(bio);
+		submit_bio_noacct(clone);
+	}
+	/* the reference the origin read left: end_io runs once all are in */
+	bio_endio(bio);
+}
+
+/*
+ * Plan the overlays of a bypassed read from block @first (sector @s) to
+ * @last; called with c->lock held.  Returns how many blocks the bio covers
+ * (it is cut there), 0 when the first block cannot be planned.
+ */
+static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
+			 u64 first, u64 last, u32 *hits)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	sector_t end = s + bio_sectors(bio);
+	struct bio_list clones, blk;
+	u32 n = 0;
+	u64 ob;
+
+	bio_list_init(&clones);
+	*hits = 0;
+	for (ob = first; ob <= last; ob++) {
+		sector_t bstart = ob << c->block_shift;
+		u32 idx = vmc_lookup(c, ob);
+		unsigned long dirty;
+		unsigned int k;
+		struct vmc_block *b;
+		struct bio *clone;
+
+		if (idx == VMC_NIL)
+			continue;
+		b = &c->blocks[idx];
+		dirty = b->dirty & span_mask(c, s, end, ob);
+		if (!dirty)
+			continue;
+		if (n + hweight8(dirty) > VMC_OVERLAY_MAX)
+			break;
+		bio_list_init(&blk);
+		for (k = find_first_bit(&dirty, VMC_SUBBLOCKS);
+		     k < VMC_SUBBLOCKS;
+		     k = find_next_bit(&dirty, VMC_SUBBLOCKS, k)) {
+			unsigned int e = find_next_zero_bit(&dirty,
+							    VMC_SUBBLOCKS, k);
+			sector_t from = bstart + ((sector_t)k << c->sub_shift);
+			sector_t to = bstart + ((sector_t)e << c->sub_shift);
+
+			from = max(from, s);
+			to = min(to, end);
+			clone = bio_alloc_clone(c->cache_dev->bdev, bio,
+						GFP_NOWAIT, &c->bs);
+			if (!clone)
+				break;
+			clone->bi_opf &= ~REQ_POLLED;
+			bio_advance(clone, (from - s) << SECTOR_SHIFT);
+			clone->bi_iter.bi_size = (to - from) << SECTOR_SHIFT;
+			clone->bi_iter.bi_sector = vmc_cblock_sector(c, idx) +
+						   (from - bstart);
+			clone->bi_end_io = overlay_endio;
+			own_of(clone)->c = c;
+			own_of(clone)->parent = bio;
+			own_of(clone)->cblock = idx;
+			bio_list_add(&blk, clone);
+			k = e;
+		}
+		if (k < VMC_SUBBLOCKS) {
+			/* no memory for all of this block: cut before it */
+			while ((clone = bio_list_pop(&blk)))
+				bio_put(clone);
+			break;
+		}
+		/* each clone holds the block until it completes */
+		b->holders += bio_list_size(&blk);
+		n += bio_list_size(&blk);
+		bio_list_merge(&clones, &blk);
+		(*hits)++;
+	}
+	pb->overlay = clones.head;
+	if (clones.head)
+		pb->flags |= VMC_PB_OVERLAY;
+	return ob - first;
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * Fill runs.  A read spanning several uncached blocks that are all to be
+ * promoted reads them from the origin in one piece; on completion each
+ * block's part is copied into its cache block (one fill each).  The
+ * blocks are held and filling from map on, so they stay mapped to the
+ * same origin blocks and are found again by lookup.
+ */
+#define VMC_FILL_RUN_MAX	64	/* blocks per origin read */
+
+static u64 plan_fill_run(struct vmcache *c, struct bio *bio, sector_t s,
+			 u64 first, u64 last, bool *need_commit)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	sector_t end = s + bio_sectors(bio);
+	u64 ob = first;
+	u32 idx;
+
+	/* whole blocks only; promote_after > 1 decides block by block */
+	if ((s & (vmc_block_sectors(c) - 1)) || !may_allocate(c) ||
+	    c->tun[VMC_T_PROMOTE_AFTER] > 1)
+		return 0;
+	for (; ob <= last && ob - first < VMC_FILL_RUN_MAX; ob++) {
+		struct vmc_block *b;
+
+		if (((ob + 1) << c->block_shift) > end ||
+		    vmc_lookup(c, ob) != VMC_NIL ||
+		    atomic_read(owrite_slot(c, ob)))
+			break;
+		idx = vmc_policy_alloc(c, ob, need_commit);
+		if (idx == VMC_NIL)
+			break;
+		b = &c->blocks[idx];
+		b->holders++;
+		b->filling = VMC_FULL_MASK;
+	}
+	if (ob == first)
+		return 0;
+	pb->ob_first = first;
+	pb->ob_count = ob - first;
+	pb->flags |= VMC_PB_FILL_RUN;
+	return ob - first;
+}
+
+/* the origin read of a fill run completed: copy each block into place */
+static void fill_run_end_io(struct vmcache *c, struct bio *bio,
+			    struct vmc_bio *pb, blk_status_t error)
+{
+	unsigned int bytes = vmc_block_sectors(c) << SECTOR_SHIFT;
+	unsigned long flags;
+	u32 i, idx;
+
+	if (error)
+		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+	for (i = 0; i < pb->ob_count; i++) {
+		struct bvec_iter src = pb->iter;
+		struct vmc_block *b;
+
+		spin_lock_irqsave(&c->lock, flags);
+		idx = vmc_lookup(c, pb->ob_first + i);
+		spin_unlock_irqrestore(&c->lock, flags);
+		if (WARN_ON_ONCE(idx == VMC_NIL))
+			continue;
+		if (!error) {
+			bvec_iter_advance(bio->bi_io_vec, &src, i * bytes);
+			src.bi_size = bytes;
+			/* the hold and the filling bits pass to the fill */
+			if (start_fill(c, bio, src, idx, VMC_FULL_MASK))
+				continue;
+		}
+		spin_lock_irqsave(&c->lock, flags);
+		b = &c->blocks[idx];
+		b->filling = 0;
+		b->cancel = 0;
+		b->holders--;
+		spin_unlock_irqrestore(&c->lock, flags);
+	}
+	pb->flags = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * Write runs.  In writeback mode a write spanning uncached blocks is one
+ * cache write when the blocks allocated for it are consecutive on the
+ * cache: each is held, a writer and filling (a write meanwhile cancels
+ * what it touches), and becomes valid and dirty when the write completes,
+ * as a single block written to the cache would.
+ */
+#define VMC_WRITE_RUN_MAX	256	/* blocks per cache write */
+
+static u64 plan_write_run(struct vmcache *c, struct bio *bio, sector_t s,
+			  u64 first, u64 last, bool *need_commit, u32 *cblock)
+{
+	sector_t end = s + bio_sectors(bio);
+	u32 idx, prev = VMC_NIL;
+	u64 ob = first;
+
+	if ((s & (vmc_block_sectors(c) - 1)) || !may_allocate(c) ||
+	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK || c->flush_active ||
+	    (bio->bi_opf & (REQ_FUA | REQ_POLLED)))
+		return 0;
+	for (; ob <= last && ob - first < VMC_WRITE_RUN_MAX; ob++) {
+		struct vmc_block *b;
+
+		if (((ob + 1) << c->block_shift) > end ||
+		    vmc_lookup(c, ob) != VMC_NIL)
+			break;
+		idx = vmc_policy_alloc(c, ob, need_commit);
+		if (idx == VMC_NIL)
+			break;
+		/* not next to the run: mapped, empty, the next piece's */
+		if (prev != VMC_NIL && idx != prev + 1)
+			break;
+		b = &c->blocks[idx];
+		b->holders++;
+		b->writers++;
+		b->filling = VMC_FULL_MASK;
+		if (prev == VMC_NIL)
+			*cblock = idx;
+		prev = idx;
+	}
+	return ob - first;
+}
+
+static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
+			     blk_status_t error)
+{
+	unsigned long flags;
+	u32 i;
+
+	spin_lock_irqsave(&c->lock, flags);
+	for (i = 0; i < pb->ob_count; i++) {
+		u32 idx = pb->cblock + i;
+		struct vmc_block *b = &c->blocks[idx];
+		u8 good = error ? 0 : VMC_FULL_MASK & ~b->cancel;
+
+		b->writers--;
+		b->filling = 0;
+		b->cancel = 0;
+		if (good) {
+			vmc_policy_set_valid(c, idx, b->valid | good);
+			vmc_policy_set_dirty(c, idx, good);
+		}
+		b->holders--;
+	}
+	if (!error)
+		c->cache_err_burst = 0;
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->flags = 0;
+	if (error)
+		vmc_note_cache_error(c);
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * Hit runs.  A read spanning blocks that are all cached (every sub-block
+ * it touches valid, none filling) in consecutive cache blocks is one
+ * cache bio.  Each block is held until it completes; a failed read of
+ * clean data is retried on the origin, one of dirty data fails.
+ */
+#define VMC_HIT_RUN_MAX		256	/* blocks per cache read */
+#define VMC_STREAM_HIT_RUN	16	/* a stream leaves the origin for this */
+
+static u64 hit_run_length(struct vmcache *c, sector_t s, sector_t end,
+			  u64 first, u64 last, u32 *cblock)
+{
+	u64 ob;
+	u32 idx, prev = VMC_NIL;
+
+	for (ob = first; ob <= last && ob - first < VMC_HIT_RUN_MAX; ob++) {
+		u8 m = span_mask(c, s, end, ob);
+		struct vmc_block *b;
+
+		idx = vmc_lookup(c, ob);
+		if (idx == VMC_NIL || (prev != VMC_NIL && idx != prev + 1))
+			break;
+		b = &c->blocks[idx];
+		if ((b->valid & m) != m || (b->filling & m))
+			break;
+		if (prev == VMC_NIL)
+			*cblock = idx;
+		prev = idx;
+	}
+	return ob - first;
+}
+
+static void hold_hit_run(struct vmcache *c, struct bio *bio, u64 first,
+			 u64 n, u32 cblock)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		c->blocks[cblock + i].holders++;
+		vmc_policy_hit(c, cblock + i);
+	}
+	pb->ob_first = first;
+	pb->ob_count = n;
+	pb->cblock = cblock;
+	pb->flags |= VMC_PB_HIT_RUN;
+	pb->lat_class = VMC_LAT_READ_HIT;
+}
+
+/* the cache read of a hit run completed; true: retry it on the origin */
+static bool hit_run_end_io(struct vmcache *c, struct bio *bio,
+			   struct vmc_bio *pb, blk_status_t error)
+{
+	sector_t s = dm_target_offset(c->ti, pb->iter.bi_sector);
+	sector_t end = s + (pb->iter.bi_size >> SECTOR_SHIFT);
+	unsigned long flags;
+	bool dirty = false;
+	u32 i;
+
+	spin_lock_irqsave(&c->lock, flags);
+	for (i = 0; i < pb->ob_count; i++) {
+		struct vmc_block *b = &c->blocks[pb->cblock + i];
+
+		b->holders--;
+		dirty |= b->dirty & span_mask(c, s, end, pb->ob_first + i);
+	}
+	if (error && !dirty) {
+		/* clean data: drop the copies, the origin has the same */
+		for (i = 0; i < pb->ob_count; i++) {
+			struct vmc_block *b = &c->blocks[pb->cblock + i];
+			u8 m = span_mask(c, s, end, pb->ob_first + i);
+
+			vmc_policy_set_valid(c, pb->cblock + i, b->valid & ~m);
+		}
+	} else if (!error) {
+		c->cache_err_burst = 0;
+	}
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->flags = 0;
+	if (!error)
+		return false;
+	vmc_note_cache_error(c);
+	if (dirty)
+		return false;
+	bio->bi_iter = pb->iter;
+	bio->bi_iter.bi_sector = s;
+	bio->bi_status = BLK_STS_OK;
+	bio_set_dev(bio, c->origin_dev->bdev);
+	return true;
+}
+
+enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE };
+
+/*
+ * A bio spanning blocks is split only where the place of its data changes:
+ *  - a hit run (hit_run_length) goes to the cache in one piece; a stream
+ *    past the cutoff takes it when it is long or ends the bio;
+ *  - a stream past the cutoff otherwise goes to the origin: a write for
+ *    the longest prefix of blocks that are not cached (origin_run), a
+ *    read whole, the dirty runs read from the cache over the origin's
+ *    data (plan_overlays);
+ *  - outside a stream, a read miss over blocks to promote is one origin
+ *    read (plan_fill_run), a writeback write over new blocks one cache
+ *    write (plan_write_run);
+ *  - anything else is cut at the block end and mapped block by block.
+ * The rest comes back here either way.  Counters count blocks.  Returns
+ * true when (a prefix of) the bio was remapped.
  */
 static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			      bool is_write)
@@ -668,35 +1082,82 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	sector_t to_end = bs - (s & (bs - 1));
 	u64 first = s >> c->block_shift;
 	u64 last = (s + len - 1) >> c->block_shift;
+	bool polled = bio->bi_opf & REQ_POLLED, need_commit = false, seq;
+	enum vmc_run kind = RUN_NONE;
+	u32 hits = 0, cb = VMC_NIL;
 	unsigned long flags;
-	u64 run = 0;
+	u64 n = 0;
 
 	if (len <= to_end)
 		return false;
 	spin_lock_irqsave(&c->lock, flags);
-	if (vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				  bio->bi_iter.bi_size, false))
-		run = origin_run(c, first, last, is_write);
-	if (run) {
-		if (first + run <= last)
-			dm_accept_partial_bio(bio, ((first + run) <<
+	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+				    bio->bi_iter.bi_size, false);
+	if (!is_write && !polled &&
+	    c->tun[VMC_T_MODE] != VMC_MODE_PASSTHROUGH)
+		n = hit_run_length(c, s, s + len, first, last, &cb);
+	if (n >= 2 && (!seq || n >= VMC_STREAM_HIT_RUN || first + n > last)) {
+		kind = RUN_HIT;
+		hold_hit_run(c, bio, first, n, cb);
+	} else if (seq) {
+		/* a polled bio must complete where dm polls: no overlays */
+		if (is_write || polled)
+			n = origin_run(c, first, last, is_write);
+		else
+			n = plan_overlays(c, bio, s, first, last, &hits);
+		kind = n ? RUN_ORIGIN : RUN_NONE;
+	} else if (!is_write && !polled) {
+		n = plan_fill_run(c, bio, s, first, last, &need_commit);
+		kind = n ? RUN_ORIGIN : RUN_NONE;
+	} else if (is_write) {
+		n = plan_write_run(c, bio, s, first, last, &need_commit, &cb);
+		kind = n ? RUN_WRITE : RUN_NONE;
+	}
+	if (kind != RUN_NONE) {
+		if (first + n <= last)
+			dm_accept_partial_bio(bio, ((first + n) <<
 						    c->block_shift) - s);
-		if (is_write)
-			owrite_start(c, pb, first, run);
+		/* after the cut: a retry or a fill uses exactly this */
+		pb->iter = bio->bi_iter;
+		if (kind == RUN_ORIGIN && is_write)
+			owrite_start(c, pb, first, n);
+		if (kind == RUN_WRITE) {
+			pb->ob_first = first;
+			pb->ob_count = n;
+			pb->cblock = cb;
+			pb->flags |= VMC_PB_WRITE_RUN;
+		}
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				      bio->bi_iter.bi_size, true);
+		if (kind == RUN_HIT)
+			hits = n;
+		vmc_stat_add(c, VMC_S_READ_HITS, hits);
 		vmc_stat_add(c, is_write ? VMC_S_WRITE_MISSES :
-					   VMC_S_READ_MISSES, run);
-		vmc_stat_add(c, VMC_S_BYPASSED, run);
+			     VMC_S_READ_MISSES, n - hits);
+		if (kind == RUN_ORIGIN && seq)
+			vmc_stat_add(c, VMC_S_BYPASSED, n - hits);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
-	if (run && !is_write)
-		vmc_mrc_bypassed(c->mrc, run);
-	if (run)
-		remap(c, bio, false, 0, 0);
-	else
+	/* an access per block of the run, as the counters count them */
+	if (kind != RUN_NONE)
+		vmc_mrc_run(c->mrc, first, n, is_write,
+			    kind == RUN_ORIGIN && seq);
+	if (need_commit)
+		queue_work(c->wq, &c->commit_work);
+
+	switch (kind) {
+	case RUN_NONE:
 		dm_accept_partial_bio(bio, to_end);
-	return run;
+		return false;
+	case RUN_ORIGIN:
+		remap(c, bio, false, 0, 0);
+		break;
+	case RUN_HIT:
+	case RUN_WRITE:
+		remap(c, bio, true, cb, s & (bs - 1));
+		break;
+	}
+	return true;
 }
 
 int vmc_map(struct dm_target *ti, struct bio *bio)
@@ -882,6 +1343,36 @@ static void lat_done(struct vmcache *c, struct vmc_bio *pb)
 		vmc_lat_add(c, pb->lat_class, vmc_now_us() - pb->lat_start, 1);
 }
 
+/* an overlay read: first the origin read completes, then the overlays */
+static int overlay_end_io(struct vmcache *c, struct bio *bio,
+			  struct vmc_bio *pb, blk_status_t *error)
+{
+	unsigned long flags;
+
+	if (pb->flags & VMC_PB_OVERLAID) {
+		/* dirty data the cache cannot give back: fail, never stale */
+		if (pb->clone_status)
+			*error = pb->clone_status;
+		pb->flags = 0;
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	if (*error) {
+		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+		drop_overlays(c, pb);
+		pb->flags = 0;
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	/* end_io may run in IRQ context: the worker submits */
+	pb->flags |= VMC_PB_OVERLAID;
+	spin_lock_irqsave(&c->defer_lock, flags);
+	bio_list_add(&c->overlay_bios, bio);
+	spin_unlock_irqrestore(&c->defer_lock, flags);
+	queue_work(c->wq, &c->fill_work);
+	return DM_ENDIO_INCOMPLETE;
+}
+
 int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 {
 	struct vmcache *c = ti->private;
@@ -895,6 +1386,27 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		atomic_set(&c->origin_unflushed, 1);
 	if (pb->flags & VMC_PB_OWRITE)
 		owrite_end(c, pb);
+	if (pb->flags & VMC_PB_OVERLAY)
+		return overlay_end_io(c, bio, pb, error);
+	if (pb->flags & VMC_PB_FILL_RUN) {
+		fill_run_end_io(c, bio, pb, *error);
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	if (pb->flags & VMC_PB_WRITE_RUN) {
+		write_run_end_io(c, pb, *error);
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	if (pb->flags & VMC_PB_HIT_RUN) {
+		if (hit_run_end_io(c, bio, pb, *error)) {
+			*error = BLK_STS_OK;
+			defer_remapped(c, bio);
+			return DM_ENDIO_INCOMPLETE;
+		}
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
 	if (!(pb->flags & VMC_PB_HOLD)) {
 		lat_done(c, pb);
 		if (*error && bio_op(bio) != REQ_OP_DISCARD &&
@@ -921,7 +1433,7 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		/* the holder and filling bits pass on to the fill copy */
 		pb->flags &= ~VMC_PB_HOLD;
 		spin_unlock_irqrestore(&c->lock, flags);
-		if (start_fill(c, bio, pb)) {
+		if (start_fill(c, bio, pb->iter, pb->cblock, pb->mask)) {
 			lat_done(c, pb);
 			return DM_ENDIO_DONE;
 		}

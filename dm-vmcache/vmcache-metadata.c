@@ -663,17 +663,44 @@ static int reload(struct vmcache *c, char **error)
 	return vmc_md_load(c, error);
 }
 
+/* the disk says what @from's memory says: take its state over */
+static void adopt(struct vmcache *c, struct vmcache *from)
+{
+	vmc_policy_adopt(c, from);
+	bitmap_copy(c->mpage_slot, from->mpage_slot, c->layout.nr_mpages);
+	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
+	c->seq = from->seq;
+	c->sb_slot = from->sb_slot;
+	c->loaded_dirty = c->nr_dirty;
+	c->loaded_valid = c->nr_valid_blocks;
+	c->loaded_flux = false;
+	c->flux_ondisk = false;
+	c->md_state = VMC_MD_OK;
+	/* the blocks' dirtying times count from its start */
+	c->start_time = from->start_time;
+}
+
 /*
- * First resume: a table this one replaces committed its final state when
- * it was suspended, after our constructor loaded.  Load again if so.
+ * First resume.  Beside a live table the constructor read nothing: take
+ * the state of the table this one replaces when nothing was committed
+ * since its final commit (a reload of an unchanged cache reads no
+ * mapping page), else load.  Without one, load again only if another
+ * table committed since the constructor loaded.
  */
-int vmc_md_refresh(struct vmcache *c, char **error)
+int vmc_md_refresh(struct vmcache *c, struct vmcache *from, char **error)
 {
 	u64 seq;
 	int r = disk_seq(c, &seq, error);
 
-	if (r || (seq == c->seq && !c->live_sibling))
+	if (r)
 		return r;
+	if (c->live_sibling && from && seq == from->seq) {
+		c->live_sibling = false;
+		adopt(c, from);
+		return 0;
+	}
+	if (seq == c->seq && !c->live_sibling && c->blocks)
+		return 0;
 	c->live_sibling = false;
 	return reload(c, error);
 }

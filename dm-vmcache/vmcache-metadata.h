@@ -20,8 +20,13 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 /* Rebuild the in-memory mappings from the newest commit. */
 int vmc_md_load(struct vmcache *c, char **error);
 
-/* Reload if another table committed since vmc_md_load (first resume). */
-int vmc_md_refresh(struct vmcache *c, char **error);
+/*
+ * First resume: take over the state of @from (the table this one
+ * replaces, suspended after a clean commit; may be NULL) if the disk still
+ * says what it committed, else load if another table committed since
+ * vmc_md_load or the constructor loaded nothing.
+ */
+int vmc_md_refresh(struct vmcache *c, struct vmcache *from, char **error);
 
 /*
  * Make every completed write durable together with the mappings that

@@ -128,6 +128,21 @@ void vmc_policy_destroy(struct vmcache *c)
 	c->promote_count = NULL;
 }
 
+void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
+{
+	vmc_policy_destroy(c);
+	swap(c->blocks, from->blocks);
+	swap(c->hash, from->hash);
+	swap(c->promote_count, from->promote_count);
+	c->hash_mask = from->hash_mask;
+	c->promote_mask = from->promote_mask;
+	c->promote_cursor = from->promote_cursor;
+	memcpy(c->lists, from->lists, sizeof(c->lists));
+	c->nr_dirty = from->nr_dirty;
+	c->nr_mapped = from->nr_mapped;
+	c->nr_valid_blocks = from->nr_valid_blocks;
+}
+
 u32 vmc_lookup(struct vmcache *c, u64 oblock)
 {
 	u32 idx = c->hash[hash_of(c, oblock)];
@@ -289,11 +304,16 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 
 	if (WARN_ON_ONCE(!mask))
 		return;
-	if (!b->dirty) {
+	if (!b->dirty)
 		c->nr_dirty++;
-		b->dirtied = vmc_now_secs(c);
+	/*
+	 * Dirty blocks are kept in order of last write: writeback takes the
+	 * coldest first and leaves a block being rewritten alone (cleaning
+	 * it would make the next write wait for a commit).
+	 */
+	b->dirtied = vmc_now_secs(c);
+	if (b->list != VMC_LIST_DIRTY || c->lists[VMC_LIST_DIRTY].tail != idx)
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
-	}
 	if ((b->dirty | mask) != b->dirty) {
 		b->dirty |= mask;
 		vmc_mark_mpage(c, idx);

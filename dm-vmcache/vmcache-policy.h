@@ -12,6 +12,12 @@
 int vmc_policy_create(struct vmcache *c);
 void vmc_policy_destroy(struct vmcache *c);
 
+/*
+ * Take over @from's block table (the table this one replaces, suspended
+ * and idle); @from is left with none.
+ */
+void vmc_policy_adopt(struct vmcache *c, struct vmcache *from);
+
 u32 vmc_lookup(struct vmcache *c, u64 oblock);
 void vmc_list_move(struct vmcache *c, u32 idx, enum vmc_list_id to, bool tail);
 

@@ -534,17 +534,49 @@ static int load_metadata(struct vmcache *c, bool bs_given, char **error)
 				bs_given ? c->tun[VMC_T_BLOCK_SIZE] : 0, error);
 	if (!r)
 		r = origin_fits(c, c->block_shift, error);
-	if (!r) {
+	/*
+	 * Beside a live table the mappings are read at the first resume,
+	 * taken over from that table if it is unchanged (vmc_preresume).
+	 */
+	if (!r && !live) {
 		r = vmc_policy_create(c);
 		if (r)
 			*error = "Cannot allocate block table";
 	}
-	if (!r)
+	if (!r && !live)
 		r = vmc_md_load(c, error);
 	if (live)
 		mutex_unlock(&live->commit_lock);
 	mutex_unlock(&vmc_all_lock);
 	return r;
+}
+
+/*
+ * The table this one replaces, if its in-memory state may be taken over:
+ * suspended after a clean final commit, same cache, origin, geometry and
+ * policy.  Called with vmc_all_lock held, which keeps it alive.
+ */
+static struct vmcache *replaced_table(struct vmcache *c)
+{
+	struct mapped_device *md = dm_table_get_md(c->ti->table);
+	struct vmcache *o;
+
+	list_for_each_entry(o, &vmc_all, all) {
+		if (o == c || dm_table_get_md(o->ti->table) != md)
+			continue;
+		if (READ_ONCE(o->loaded) && o->md_frozen && o->blocks &&
+		    o->md_state == VMC_MD_OK &&
+		    o->cache_dev->bdev == c->cache_dev->bdev &&
+		    o->origin_dev->bdev == c->origin_dev->bdev &&
+		    o->origin_sectors == c->origin_sectors &&
+		    o->nr_blocks == c->nr_blocks &&
+		    o->block_shift == c->block_shift &&
+		    o->layout.data_start == c->layout.data_start &&
+		    o->tun[VMC_T_POLICY] == c->tun[VMC_T_POLICY] &&
+		    !memcmp(o->uuid, c->uuid, sizeof(c->uuid)))
+			return o;
+	}
+	return NULL;
 }
 
 static void release_devices(struct vmcache *c)
@@ -720,6 +752,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->commit_wait);
 	bio_list_init(&c->remap_bios);
+	bio_list_init(&c->overlay_bios);
 	bio_list_init(&c->discard_bios);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);
@@ -816,7 +849,9 @@ static int vmc_preresume(struct dm_target *ti)
 		WRITE_ONCE(c->md_frozen, false);
 		return 0;
 	}
-	r = vmc_md_refresh(c, &error);
+	mutex_lock(&vmc_all_lock);
+	r = vmc_md_refresh(c, replaced_table(c), &error);
+	mutex_unlock(&vmc_all_lock);
 	if (r) {
 		DMERR("%s: cannot load metadata: %s", c->name, error);
 		return r;

@@ -1,67 +1,101 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dm-vmcache background writeback.
+ * dm-vmcache background writeback: a pipeline, not a batch.
  *
- * One batch at a time: pick dirty blocks oldest first, sort them by origin
- * offset, merge neighbours into single copies, copy cache -> origin with
- * dm-kcopyd, flush the origin, and only then mark the blocks clean (a block
- * written meanwhile stays dirty).  The batch size is the rate control:
+ *   pick      dirty blocks, least recently written first (the dirty list is
+ *             kept in order of last write), sorted by origin offset;
+ *   copy      blocks adjacent on the origin form one job, however scattered
+ *             they are on the cache: one dm-io read per cache-contiguous
+ *             piece into one buffer, then one dm-io write to the origin;
+ *   flush     jobs whose origin write completed wait for an origin flush,
+ *             sent (asynchronously) when half the window is copied or the
+ *             copy stage runs empty; copying goes on meanwhile;
+ *   clean     when the flush completes, the blocks it covers become clean
+ *             (a block written meanwhile stays dirty).
  *
- *   full speed (max_inflight)       a flush/drain was asked for, the mode
- *                                    is not writeback, the cache is degraded
- *                                    or dirty >= writeback_high; also when
- *                                    there is work (below) and no foreground
- *                                    I/O for a second;
- *   proportional                     between writeback_low and _high the
- *                                    batch grows from the floor rate to
- *                                    full speed with the dirty level;
- *   floor (writeback_floor KiB/s)    blocks older than max_dirty_age, and the
- *                                    minimum under any foreground load, so
- *                                    dirty data always drains;
- *   nothing                          below writeback_low with nothing aged.
+ * The window (blocks in the copy stage) is the rate control:
  *
- * When the origin's per-block copy latency climbs to four times the best
- * seen, non-urgent batches are halved (a throttled host disk).  Origin
- * errors keep blocks dirty and back off exponentially; after
- * writeback_retries failed batches in a row the cache reports degraded.
+ *   full (writeback_max_inflight)   a flush/drain was asked for, the mode is
+ *                                   not writeback, the cache is degraded or
+ *                                   dirty >= writeback_high; also when there
+ *                                   is work (below) and no foreground I/O
+ *                                   for a second;
+ *   proportional                    between writeback_low and _high the
+ *                                   window grows with the dirty level;
+ *   floor                           never less than the window that moves
+ *                                   writeback_floor KiB/s at the measured
+ *                                   copy latency (Little's law), so dirty
+ *                                   data always drains, aged blocks too;
+ *   nothing                         below writeback_low with nothing aged.
+ *
+ * When the copy latency climbs to four times the best seen recently (a
+ * throttled or busy host disk), a non-urgent window is halved; the best
+ * creeps up with every sample, so the halving ends when the origin stays
+ * slow.  Origin errors keep blocks dirty and back off exponentially; after
+ * writeback_retries failures in a row the cache reports degraded.
+ *
+ * Contexts: dm-io and flush completions may run in hard IRQ context; they
+ * only queue the job on wb_done (wb_lock, irqsave) and kick the worker.
+ * Everything else runs in wb_work, which the workqueue never runs twice
+ * at once, so the stage lists are the worker's own.
  */
 #include <linux/blkdev.h>
+#include <linux/dm-io.h>
 #include <linux/jiffies.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/vmalloc.h>
 #include "vmcache-writeback.h"
 #include "vmcache-policy.h"
 #include "vmcache-io.h"
 
-#define VMC_THROTTLE_DESC \
-	"Percentage of time the writeback copier may do I/O (default 100)"
-DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(vmcache_writeback_throttle,
-					    VMC_THROTTLE_DESC);
-
-#define VMC_WB_MAX_ITEMS	1024
-#define VMC_WB_MAX_EXTENTS	(VMC_WB_MAX_ITEMS * VMC_SUBBLOCKS / 2)
+#define VMC_WB_MAX_ITEMS	1024		/* writeback_max_inflight max */
+#define VMC_WB_JOB_BYTES	(512u << 10)	/* one origin write at most */
+#define VMC_WB_WINDOW_BYTES	(8u << 20)	/* buffers in flight at most */
 #define VMC_WB_TICK		(HZ / 10)
 #define VMC_WB_MAX_BACKOFF	(30 * HZ)
 
-struct vmc_wb_extent {
-	struct vmcache *c;
-	struct dm_io_region from, to;
-	u32 first, last;	/* items covered */
-	u8 mask;		/* sub-blocks of item first (if only one) */
-	bool read_err, write_err;
-	u32 done_us;		/* vmc_now_us() at completion */
+enum vmc_job_stage { JOB_READING, JOB_WRITING, JOB_COPIED };
+
+struct vmc_wb_piece {
+	sector_t csector;	/* on the cache */
+	u32 offset;		/* sectors into the job */
+	u32 sectors;
 };
+
+struct vmc_wb_job {
+	struct list_head node;
+	struct vmcache *c;
+	sector_t osector;	/* on the origin */
+	u32 sectors;
+	u16 nr_items, nr_pieces;
+	atomic_t reads;		/* pieces still being read */
+	u8 stage;		/* enum vmc_job_stage, of the last completion */
+	bool read_err, write_err;
+	u32 start_us, done_us;
+	void *buf;
+	struct vmc_wb_piece *pieces;
+	struct vmc_wb_item items[];
+};
+
+/* a picked block: what the job builder needs, in origin order */
+struct vmc_wb_pick {
+	u64 oblock;
+	u32 cblock;
+	u8 first, last;	/* sub-block run [first, last) written back */
+	bool alone;	/* a merged copy failed to read: copy it alone */
+};
+
+static void kick_now(struct vmcache *c)
+{
+	mod_delayed_work(c->wq, &c->wb_work, 0);
+}
 
 void vmc_wb_kick(struct vmcache *c)
 {
 	if (!READ_ONCE(c->wb_stopping))
-		mod_delayed_work(c->wq, &c->wb_work, 0);
-}
-
-static void requeue(struct vmcache *c, unsigned long delay)
-{
-	if (!READ_ONCE(c->wb_stopping))
-		queue_delayed_work(c->wq, &c->wb_work, delay);
+		kick_now(c);
 }
 
 /* finish a drain once nothing is dirty */
@@ -99,19 +133,38 @@ static bool oldest_aged(struct vmcache *c)
 	return aged;
 }
 
-/* blocks to write back now and when to look again */
-static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
+static u32 window_max(struct vmcache *c)
 {
-	u32 full = c->tun[VMC_T_WB_INFLIGHT];
+	return clamp_t(u32, VMC_WB_WINDOW_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1,
+		       c->tun[VMC_T_WB_INFLIGHT]);
+}
+
+/* the window that moves writeback_floor KiB/s at the copy latency seen */
+static u32 floor_window(struct vmcache *c)
+{
+	u64 bytes_per_s = (u64)c->tun[VMC_T_WB_FLOOR] << 10;
+	u32 lat = c->wb_lat_avg ?: 1000;
+
+	if (!bytes_per_s)
+		return 1;
+	return max_t(u32, 1, div_u64(bytes_per_s * lat + USEC_PER_SEC - 1,
+				     (u64)c->tun[VMC_T_BLOCK_SIZE] *
+				     USEC_PER_SEC));
+}
+
+/* blocks the copy stage may hold now, and when to look again */
+static u32 window(struct vmcache *c, bool *aged_only, bool *urgent,
+		  unsigned long *next)
+{
+	u32 full = window_max(c);
 	u32 low = c->tun[VMC_T_WB_LOW], high = c->tun[VMC_T_WB_HIGH];
-	u32 floor = div_u64((u64)c->tun[VMC_T_WB_FLOOR] << 10,
-			    c->tun[VMC_T_BLOCK_SIZE] * (HZ / VMC_WB_TICK));
 	u32 pct = div_u64((u64)READ_ONCE(c->nr_dirty) * 100, c->nr_blocks);
 	bool idle = time_after(jiffies, READ_ONCE(c->last_io) + HZ);
 	bool above = pct > low;
-	u32 n;
+	u32 n, least;
 
 	*aged_only = false;
+	*urgent = false;
 	*next = VMC_WB_TICK;
 	if (!READ_ONCE(c->nr_dirty)) {
 		*next = HZ;
@@ -119,7 +172,7 @@ static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
 	}
 	if (c->flush_active || c->degraded || pct >= high ||
 	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK) {
-		*next = 0;
+		*urgent = true;
 		return full;
 	}
 	if (!above && !oldest_aged(c)) {
@@ -127,21 +180,190 @@ static u32 budget(struct vmcache *c, bool *aged_only, unsigned long *next)
 		return 0;
 	}
 	*aged_only = !above;
-	if (idle) {
-		*next = 0;
+	if (idle)
 		return full;
-	}
-	floor = clamp(floor, 1u, full);
-	n = floor;
+	least = min(floor_window(c), full);
+	n = least;
 	if (above && high > low)
-		n += div_u64((u64)(full - floor) * (pct - low), high - low);
+		n = max_t(u32, n, div_u64((u64)full * (pct - low), high - low));
 	/* the origin is slowing down: it is busy, go easier */
 	if (c->wb_lat_min && c->wb_lat_avg > 4 * c->wb_lat_min)
-		n = max(n / 2, 1u);
+		n = max(n / 2, least);
 	return min(n, full);
 }
 
-static u32 select_blocks(struct vmcache *c, u32 want, bool aged_only)
+static void note_latency(struct vmcache *c, u32 us)
+{
+	c->wb_lat_avg = c->wb_lat_avg ? (c->wb_lat_avg * 7 + us) / 8 : us;
+	/* the best creeps up, so an origin that stays slow is the norm */
+	if (!c->wb_lat_min || us < c->wb_lat_min)
+		c->wb_lat_min = max(us, 1u);
+	else
+		c->wb_lat_min += c->wb_lat_min / 64 + 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* completions: any context */
+
+static void job_done(struct vmc_wb_job *j, enum vmc_job_stage stage)
+{
+	struct vmcache *c = j->c;
+	unsigned long flags;
+
+	j->stage = stage;
+	spin_lock_irqsave(&c->wb_lock, flags);
+	list_add_tail(&j->node, &c->wb_done);
+	spin_unlock_irqrestore(&c->wb_lock, flags);
+	kick_now(c);
+}
+
+static void read_done(unsigned long error, void *context)
+{
+	struct vmc_wb_job *j = context;
+
+	if (error)
+		WRITE_ONCE(j->read_err, true);
+	if (atomic_dec_and_test(&j->reads))
+		job_done(j, JOB_READING);
+}
+
+static void write_done(unsigned long error, void *context)
+{
+	struct vmc_wb_job *j = context;
+
+	/*
+	 * origin_unflushed is left alone: these blocks stay dirty until our
+	 * own flush, so no commit or REQ_PREFLUSH needs an origin flush.
+	 */
+	j->write_err = !!error;
+	j->done_us = vmc_now_us();
+	job_done(j, JOB_WRITING);
+}
+
+static void flush_endio(struct bio *bio)
+{
+	struct vmcache *c = bio->bi_private;
+
+	WRITE_ONCE(c->wb_flush_err, bio->bi_status != BLK_STS_OK);
+	bio_put(bio);
+	/* publishes wb_flush_err; pairs with flush_stage() */
+	smp_store_release(&c->wb_flush_state, VMC_WB_FLUSH_DONE);
+	kick_now(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* the worker's stages */
+
+static void job_io(struct vmcache *c, struct vmc_wb_job *j, blk_opf_t opf,
+		   struct dm_io_region *where, u32 offset, io_notify_fn fn)
+{
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.notify.fn = fn,
+		.notify.context = j,
+		.client = c->wb_io_client,
+	};
+	void *p = j->buf + ((size_t)offset << SECTOR_SHIFT);
+
+	if (is_vmalloc_addr(j->buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = p;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = p;
+	}
+	/* async: errors come back through @fn */
+	dm_io(&req, 1, where, NULL, IOPRIO_DEFAULT);
+}
+
+static void start_reads(struct vmcache *c, struct vmc_wb_job *j)
+{
+	u32 i;
+
+	j->start_us = vmc_now_us();
+	atomic_set(&j->reads, j->nr_pieces);
+	for (i = 0; i < j->nr_pieces; i++) {
+		struct dm_io_region from = {
+			.bdev = c->cache_dev->bdev,
+			.sector = j->pieces[i].csector,
+			.count = j->pieces[i].sectors,
+		};
+
+		job_io(c, j, REQ_OP_READ, &from, j->pieces[i].offset,
+		       read_done);
+	}
+}
+
+static void start_write(struct vmcache *c, struct vmc_wb_job *j)
+{
+	struct dm_io_region to = {
+		.bdev = c->origin_dev->bdev,
+		.sector = j->osector,
+		.count = j->sectors,
+	};
+
+	job_io(c, j, REQ_OP_WRITE, &to, 0, write_done);
+}
+
+static int cmp_picks(const void *a, const void *b)
+{
+	u64 x = ((const struct vmc_wb_pick *)a)->oblock;
+	u64 y = ((const struct vmc_wb_pick *)b)->oblock;
+
+	return x < y ? -1 : x > y;
+}
+
+/* can block @idx be written back now?  Then pick it (c->lock held) */
+static bool take(struct vmcache *c, u32 idx, struct vmc_wb_pick *p)
+{
+	struct vmc_block *b = &c->blocks[idx];
+	unsigned long mask = b->dirty;
+
+	if (!mask || b->writers || (b->flags & VMC_B_WB))
+		return false;
+	b->flags |= VMC_B_WB;
+	b->holders++;
+	p->oblock = b->oblock;
+	p->cblock = idx;
+	/* one run per copy: the rest stays dirty for later */
+	p->first = find_first_bit(&mask, VMC_SUBBLOCKS);
+	p->last = find_next_zero_bit(&mask, VMC_SUBBLOCKS, p->first);
+	p->alone = b->flags & VMC_B_ALONE;
+	return true;
+}
+
+/*
+ * Dirty neighbours of a picked block on the origin join it, so that they
+ * go out in one origin write however they lie on the cache.  Blocks
+ * written this second are left alone unless writeback is urgent.
+ */
+static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
+			   u32 want, bool urgent)
+{
+	u32 span = max(VMC_WB_JOB_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1u);
+	u16 now = vmc_now_secs(c);
+	u64 ob = seed;
+	u32 i;
+
+	for (i = 1; i < span && n < want; i++) {
+		u32 idx;
+
+		if (dir < 0 && ob == 0)
+			break;
+		ob += dir;
+		idx = vmc_lookup(c, ob);
+		if (idx == VMC_NIL ||
+		    (!urgent && c->blocks[idx].dirtied == now) ||
+		    !take(c, idx, &c->wb_picks[n]))
+			break;
+		n++;
+	}
+	return n;
+}
+
+/* take up to @want dirty blocks, least recently written first */
+static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
+		       bool urgent)
 {
 	u16 now = vmc_now_secs(c), max_age = c->tun[VMC_T_MAX_AGE];
 	u32 idx, n = 0, scanned = 0;
@@ -151,155 +373,136 @@ static u32 select_blocks(struct vmcache *c, u32 want, bool aged_only)
 	while (idx != VMC_NIL && n < want && scanned++ < 4 * want + 64) {
 		struct vmc_block *b = &c->blocks[idx];
 
-		/* the list is in dirtying order: the rest is younger */
+		/* the list is in order of last write: the rest is younger */
 		if (aged_only && (u16)(now - b->dirtied) < max_age)
 			break;
-		if (!b->writers && !(b->flags & VMC_B_WB)) {
-			b->flags |= VMC_B_WB;
-			b->holders++;
-			c->wb_items[n].cblock = idx;
-			c->wb_items[n].mask = b->dirty;
-			c->wb_items[n].err = false;
-			c->wb_items[n].lost = 0;
-			c->wb_items[n].retry = false;
-			c->wb_items[n].lat_us = 0;
-			n++;
+		if (!take(c, idx, &c->wb_picks[n])) {
+			idx = b->next;
+			continue;
 		}
-		idx = b->next;
+		n++;
+		/* out of the way of the next scan while in flight */
+		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
+		n = take_neighbours(c, b->oblock, 1, n, want, urgent);
+		n = take_neighbours(c, b->oblock, -1, n, want, urgent);
+		/* the neighbours stay in place: start again from the head */
+		idx = c->lists[VMC_LIST_DIRTY].head;
 	}
 	spin_unlock_irq(&c->lock);
 	return n;
 }
 
-static int cmp_items(const void *a, const void *b, const void *priv)
+/* give picks back untouched (no memory for their job) */
+static void unpick(struct vmcache *c, u32 from, u32 to)
 {
-	const struct vmcache *c = priv;
-	u64 x = c->blocks[((const struct vmc_wb_item *)a)->cblock].oblock;
-	u64 y = c->blocks[((const struct vmc_wb_item *)b)->cblock].oblock;
+	u32 i;
 
-	return x < y ? -1 : x > y;
+	spin_lock_irq(&c->lock);
+	for (i = from; i < to; i++) {
+		struct vmc_block *b = &c->blocks[c->wb_picks[i].cblock];
+
+		b->flags &= ~(VMC_B_WB | VMC_B_REDIRTY);
+		b->holders--;
+	}
+	spin_unlock_irq(&c->lock);
 }
 
-static void copy_done(int read_err, unsigned long write_err, void *context)
+static sector_t pick_osector(struct vmcache *c, struct vmc_wb_pick *p)
 {
-	struct vmc_wb_extent *e = context;
-	struct vmcache *c = e->c;
-
-	e->read_err = read_err;
-	e->write_err = !!write_err;
-	e->done_us = vmc_now_us();
-	atomic_set(&c->origin_unflushed, 1);
-	if (atomic_dec_and_test(&c->wb_pending))
-		queue_work(c->wq, &c->wb_done_work);
+	return (p->oblock << c->block_shift) +
+	       ((sector_t)p->first << c->sub_shift);
 }
 
-/*
- * Build merged extents for the batch; returns how many.  After a merged
- * copy failed to read, the next batch copies every block on its own so
- * that a bad block condemns no neighbour.
- */
-static u32 build_extents(struct vmcache *c, u32 n, bool merge)
+static u32 pick_sectors(struct vmcache *c, struct vmc_wb_pick *p)
 {
-	u32 i, ne = 0;
+	return (u32)(p->last - p->first) << c->sub_shift;
+}
 
+/* picks [first, first + n) adjacent on the origin: one job */
+static struct vmc_wb_job *make_job(struct vmcache *c, u32 first, u32 n)
+{
+	struct vmc_wb_pick *p = &c->wb_picks[first];
+	struct vmc_wb_job *j;
+	unsigned int noio;
+	u32 i, sectors = 0;
+
+	noio = memalloc_noio_save();
+	j = kzalloc(struct_size(j, items, n) + n * sizeof(*j->pieces),
+		    GFP_KERNEL | __GFP_NOWARN);
+	for (i = 0; i < n; i++)
+		sectors += pick_sectors(c, &p[i]);
+	if (j)
+		j->buf = kvmalloc((size_t)sectors << SECTOR_SHIFT,
+				  GFP_KERNEL | __GFP_NOWARN);
+	memalloc_noio_restore(noio);
+	if (!j || !j->buf) {
+		kfree(j);
+		return NULL;
+	}
+	j->c = c;
+	j->pieces = (struct vmc_wb_piece *)&j->items[n];
+	j->osector = pick_osector(c, p);
+	j->sectors = sectors;
+	j->nr_items = n;
+	sectors = 0;
 	for (i = 0; i < n; i++) {
-		struct vmc_wb_item *it = &c->wb_items[i];
-		u64 ob = c->blocks[it->cblock].oblock;
-		unsigned long mask = it->mask;
-		unsigned int s = 0, e;
+		sector_t cs = vmc_cblock_sector(c, p[i].cblock) +
+			      ((sector_t)p[i].first << c->sub_shift);
+		u32 len = pick_sectors(c, &p[i]);
+		struct vmc_wb_piece *x = j->nr_pieces ?
+					 &j->pieces[j->nr_pieces - 1] : NULL;
 
-		while ((s = find_next_bit(&mask, VMC_SUBBLOCKS, s)) <
-		       VMC_SUBBLOCKS) {
-			sector_t cs, os, len;
-			struct vmc_wb_extent *x;
-
-			e = find_next_zero_bit(&mask, VMC_SUBBLOCKS, s);
-			cs = vmc_cblock_sector(c, it->cblock) +
-			     ((sector_t)s << c->sub_shift);
-			os = (ob << c->block_shift) +
-			     ((sector_t)s << c->sub_shift);
-			len = (sector_t)(e - s) << c->sub_shift;
-			x = ne ? &c->wb_ext[ne - 1] : NULL;
-			if (x && (merge || x->first == i) &&
-			    x->from.sector + x->from.count == cs &&
-			    x->to.sector + x->to.count == os) {
-				x->from.count += len;
-				x->to.count += len;
-				x->mask |= GENMASK(e - 1, s);
-				x->last = i;
-			} else {
-				x = &c->wb_ext[ne++];
-				x->c = c;
-				x->from.bdev = c->cache_dev->bdev;
-				x->from.sector = cs;
-				x->from.count = len;
-				x->to.bdev = c->origin_dev->bdev;
-				x->to.sector = os;
-				x->to.count = len;
-				x->first = i;
-				x->last = i;
-				x->mask = GENMASK(e - 1, s);
-				x->read_err = false;
-				x->write_err = false;
-			}
-			s = e;
+		j->items[i].cblock = p[i].cblock;
+		j->items[i].mask = GENMASK(p[i].last - 1, p[i].first);
+		if (x && x->csector + x->sectors == cs) {
+			x->sectors += len;
+		} else {
+			x = &j->pieces[j->nr_pieces++];
+			x->csector = cs;
+			x->offset = sectors;
+			x->sectors = len;
 		}
+		sectors += len;
 	}
-	return ne;
+	return j;
 }
 
-static void wb_work(struct work_struct *ws)
+/* pick, group by origin adjacency, start the reads; returns blocks started */
+static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent)
 {
-	struct vmcache *c = container_of(to_delayed_work(ws), struct vmcache,
-					 wb_work);
-	unsigned long next;
-	bool aged_only;
-	u32 want, n, i;
+	u32 n = pick_blocks(c, want, aged_only, urgent), i = 0, started = 0;
+	u32 max_sectors = VMC_WB_JOB_BYTES >> SECTOR_SHIFT;
 
-	/* runs with failed metadata too: the origin still gets the data */
-	if (READ_ONCE(c->wb_stopping) || c->wb_running)
-		return;
-	want = budget(c, &aged_only, &next);
-	if (!want) {
-		check_drained(c);
-		requeue(c, next);
-		return;
-	}
-	n = select_blocks(c, want, aged_only);
-	if (!n) {
-		requeue(c, max_t(unsigned long, next, VMC_WB_TICK));
-		return;
-	}
 	if (c->tun[VMC_T_WB_SORT])
-		sort_r(c->wb_items, n, sizeof(*c->wb_items), cmp_items, NULL,
-		       c);
-	c->wb_nr = n;
-	c->wb_ext_nr = build_extents(c, n, !c->wb_nomerge);
-	c->wb_nomerge = false;
-	c->wb_next = next;
-	c->wb_start = jiffies;
-	c->wb_start_us = vmc_now_us();
-	WRITE_ONCE(c->wb_running, true);
-	atomic_set(&c->wb_inflight_blocks, n);
-	atomic_set(&c->wb_pending, c->wb_ext_nr + 1);
-	for (i = 0; i < c->wb_ext_nr; i++)
-		dm_kcopyd_copy(c->kcopyd, &c->wb_ext[i].from, 1,
-			       &c->wb_ext[i].to, 0, copy_done, &c->wb_ext[i]);
-	/* drop the reference that kept the batch open while issuing */
-	if (atomic_dec_and_test(&c->wb_pending))
-		queue_work(c->wq, &c->wb_done_work);
+		sort(c->wb_picks, n, sizeof(*c->wb_picks), cmp_picks, NULL);
+	while (i < n) {
+		struct vmc_wb_pick *p = c->wb_picks;
+		sector_t end = pick_osector(c, &p[i]) + pick_sectors(c, &p[i]);
+		u32 k = i + 1, sectors = pick_sectors(c, &p[i]);
+		struct vmc_wb_job *j;
+
+		while (!p[i].alone && k < n && !p[k].alone &&
+		       pick_osector(c, &p[k]) == end &&
+		       sectors + pick_sectors(c, &p[k]) <= max_sectors) {
+			sectors += pick_sectors(c, &p[k]);
+			end += pick_sectors(c, &p[k]);
+			k++;
+		}
+		j = make_job(c, i, k - i);
+		if (!j) {
+			unpick(c, i, n);
+			break;
+		}
+		c->wb_copying += k - i;
+		atomic_add(k - i, &c->wb_inflight_blocks);
+		start_reads(c, j);
+		started += k - i;
+		i = k;
+	}
+	return started;
 }
 
-static void note_latency(struct vmcache *c, u32 n)
-{
-	u32 per_block = jiffies_to_usecs(jiffies - c->wb_start) / n;
-
-	c->wb_lat_avg = c->wb_lat_avg ? (c->wb_lat_avg * 7 + per_block) / 8 :
-					per_block;
-	if (!c->wb_lat_min || per_block < c->wb_lat_min)
-		c->wb_lat_min = per_block;
-}
-
+/* which of a job's blocks become clean, stay dirty or lost data */
 static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 {
 	struct vmc_block *b = &c->blocks[it->cblock];
@@ -307,14 +510,15 @@ static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 
 	b->flags &= ~(VMC_B_WB | VMC_B_REDIRTY);
 	b->holders--;
-	if (it->err || it->retry)
-		return;
-	if (redirty) {
-		/* rewritten meanwhile: still dirty, now the youngest */
-		b->dirtied = vmc_now_secs(c);
-		vmc_list_move(c, it->cblock, VMC_LIST_DIRTY, true);
+	if (it->retry) {
+		b->flags |= VMC_B_ALONE;
 		return;
 	}
+	if (it->err)
+		return;
+	b->flags &= ~VMC_B_ALONE;
+	if (redirty)
+		return;		/* rewritten meanwhile: still dirty */
 	if (it->lost) {
 		/* unreadable on the cache: the origin keeps its older copy */
 		DMERR_LIMIT("%s: data loss: cannot read dirty origin block %llu from the cache",
@@ -322,106 +526,233 @@ static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 		vmc_stat_inc(c, VMC_S_DATA_LOSS);
 		vmc_policy_clear_dirty(c, it->cblock, it->lost);
 		vmc_policy_set_valid(c, it->cblock, b->valid & ~it->lost);
+		return;
 	}
 	vmc_policy_clear_dirty(c, it->cblock, it->mask);
 	vmc_stat_inc(c, VMC_S_WB_DONE);
 	vmc_lat_add(c, VMC_LAT_WRITEBACK, it->lat_us, 1);
 }
 
-static void wb_done_work(struct work_struct *ws)
+/* release a job's blocks (under c->lock) and free it */
+static void end_job(struct vmcache *c, struct vmc_wb_job *j)
 {
-	struct vmcache *c = container_of(ws, struct vmcache, wb_done_work);
-	bool flush_failed = false, any_err = false;
-	unsigned long delay = c->wb_next;
-	u32 i, j;
+	u32 i;
 
-	for (i = 0; i < c->wb_ext_nr; i++)
-		any_err |= c->wb_ext[i].write_err;
-	/* clean only once the origin copy is durable */
-	atomic_set(&c->origin_unflushed, 0);
-	if (blkdev_issue_flush(c->origin_dev->bdev)) {
-		atomic_set(&c->origin_unflushed, 1);
-		flush_failed = true;
-	}
-	note_latency(c, c->wb_nr);
+	for (i = 0; i < j->nr_items; i++)
+		finish_item(c, &j->items[i]);
+	atomic_sub(j->nr_items, &c->wb_inflight_blocks);
+	kvfree(j->buf);
+	kfree(j);
+}
 
-	/* an item split over several extents fails if any of them did */
-	for (i = 0; i < c->wb_ext_nr; i++) {
-		struct vmc_wb_extent *e = &c->wb_ext[i];
+static void end_jobs(struct vmcache *c, struct list_head *jobs)
+{
+	struct vmc_wb_job *j, *tmp;
 
-		for (j = e->first; j <= e->last; j++) {
-			struct vmc_wb_item *it = &c->wb_items[j];
-
-			/* a block split over extents took until its last */
-			it->lat_us = max(it->lat_us, e->done_us - c->wb_start_us);
-			it->err |= e->write_err || flush_failed;
-			if (!e->read_err || e->write_err)
-				continue;
-			if (j == e->first)
-				vmc_note_cache_error(c);
-			if (e->first != e->last) {
-				/* which block failed?  Copy each alone */
-				it->retry = true;
-				c->wb_nomerge = true;
-			} else {
-				it->lost |= e->mask;
-			}
-		}
-	}
+	if (list_empty(jobs))
+		return;
 	spin_lock_irq(&c->lock);
-	for (i = 0; i < c->wb_nr; i++)
-		finish_item(c, &c->wb_items[i]);
+	list_for_each_entry_safe(j, tmp, jobs, node) {
+		list_del(&j->node);
+		end_job(c, j);
+	}
 	spin_unlock_irq(&c->lock);
-	if (c->wb_nomerge)
-		delay = 0;
+}
 
-	if (any_err || flush_failed) {
-		vmc_stat_inc(c, VMC_S_WB_ERRORS);
-		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
-		c->wb_fail_streak++;
-		DMERR_LIMIT("%s: writeback failed (attempt %u), blocks stay dirty",
-			    c->name, c->wb_fail_streak);
-		if (c->wb_fail_streak == c->tun[VMC_T_WB_RETRIES]) {
-			c->origin_failing = true;
-			DMERR("%s: origin keeps failing writeback: degraded",
-			      c->name);
-			dm_table_event(c->ti->table);
+/* an origin write or flush failed: back off, maybe degrade */
+static void note_failure(struct vmcache *c)
+{
+	vmc_stat_inc(c, VMC_S_WB_ERRORS);
+	vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+	/* the jobs in flight when it failed share one attempt */
+	if (c->wb_backoff)
+		return;
+	c->wb_fail_streak++;
+	DMERR_LIMIT("%s: writeback failed (attempt %u), blocks stay dirty",
+		    c->name, c->wb_fail_streak);
+	if (c->wb_fail_streak == c->tun[VMC_T_WB_RETRIES]) {
+		c->origin_failing = true;
+		DMERR("%s: origin keeps failing writeback: degraded", c->name);
+		dm_table_event(c->ti->table);
+	}
+	c->wb_backoff = true;
+	c->wb_retry_at = jiffies +
+		min_t(unsigned long, VMC_WB_TICK << min(c->wb_fail_streak, 16u),
+		      VMC_WB_MAX_BACKOFF);
+}
+
+static void note_success(struct vmcache *c)
+{
+	if (!c->wb_fail_streak)
+		return;
+	c->wb_fail_streak = 0;
+	if (c->origin_failing) {
+		c->origin_failing = false;
+		DMINFO("%s: origin writeback recovered", c->name);
+		dm_table_event(c->ti->table);
+	}
+}
+
+/* a job's read or write completed */
+static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
+		     struct list_head *ended)
+{
+	u32 i;
+
+	if (j->stage == JOB_READING && !j->read_err) {
+		start_write(c, j);
+		return;
+	}
+	c->wb_copying -= j->nr_items;
+	if (j->read_err) {
+		vmc_note_cache_error(c);
+		for (i = 0; i < j->nr_items; i++) {
+			/* which block failed?  Copy each alone */
+			if (j->nr_items > 1)
+				j->items[i].retry = true;
+			else
+				j->items[i].lost = j->items[i].mask;
 		}
-		delay = min_t(unsigned long,
-			      VMC_WB_TICK << min(c->wb_fail_streak, 16u),
-			      VMC_WB_MAX_BACKOFF);
-	} else if (c->wb_fail_streak) {
-		c->wb_fail_streak = 0;
-		if (c->origin_failing) {
-			c->origin_failing = false;
-			DMINFO("%s: origin writeback recovered", c->name);
-			dm_table_event(c->ti->table);
+		list_add_tail(&j->node, ended);
+		return;
+	}
+	if (j->write_err) {
+		for (i = 0; i < j->nr_items; i++)
+			j->items[i].err = true;
+		note_failure(c);
+		list_add_tail(&j->node, ended);
+		return;
+	}
+	note_latency(c, j->done_us - j->start_us);
+	for (i = 0; i < j->nr_items; i++)
+		j->items[i].lat_us = j->done_us - j->start_us;
+	/* the data is in the origin's cache: the buffer can go now */
+	kvfree(j->buf);
+	j->buf = NULL;
+	j->stage = JOB_COPIED;
+	c->wb_copied += j->nr_items;
+	list_add_tail(&j->node, &c->wb_copied_jobs);
+}
+
+static void reap(struct vmcache *c)
+{
+	struct vmc_wb_job *j, *tmp;
+	LIST_HEAD(done);
+	LIST_HEAD(ended);
+
+	spin_lock_irq(&c->wb_lock);
+	list_splice_init(&c->wb_done, &done);
+	spin_unlock_irq(&c->wb_lock);
+	list_for_each_entry_safe(j, tmp, &done, node) {
+		list_del(&j->node);
+		reap_job(c, j, &ended);
+	}
+	end_jobs(c, &ended);
+}
+
+/* the origin flush that makes copied jobs durable */
+static void flush_stage(struct vmcache *c)
+{
+	/* pairs with flush_endio(): wb_flush_err is valid once DONE */
+	u8 state = smp_load_acquire(&c->wb_flush_state);
+	struct bio *bio;
+
+	if (state == VMC_WB_FLUSH_DONE) {
+		bool failed = READ_ONCE(c->wb_flush_err);
+		struct vmc_wb_job *j;
+
+		if (failed) {
+			list_for_each_entry(j, &c->wb_flushing_jobs, node) {
+				u32 i;
+
+				for (i = 0; i < j->nr_items; i++)
+					j->items[i].err = true;
+			}
+			note_failure(c);
+		} else {
+			note_success(c);
+		}
+		end_jobs(c, &c->wb_flushing_jobs);
+		c->wb_flush_state = VMC_WB_FLUSH_IDLE;
+		state = VMC_WB_FLUSH_IDLE;
+	}
+	if (state != VMC_WB_FLUSH_IDLE || !c->wb_copied)
+		return;
+	/* flush when half the window is copied or copying has stopped */
+	if (c->wb_copying && c->wb_copied < max(window_max(c) / 2, 1u))
+		return;
+	bio = bio_alloc_bioset(c->origin_dev->bdev, 0,
+			       REQ_OP_WRITE | REQ_PREFLUSH, GFP_NOIO, &c->bs);
+	bio->bi_end_io = flush_endio;
+	bio->bi_private = c;
+	list_splice_tail_init(&c->wb_copied_jobs, &c->wb_flushing_jobs);
+	c->wb_copied = 0;
+	c->wb_flush_state = VMC_WB_FLUSH_BUSY;
+	/* covers every copy completed so far */
+	submit_bio(bio);
+}
+
+static bool wb_idle(struct vmcache *c)
+{
+	return !c->wb_copying && !c->wb_copied &&
+	       c->wb_flush_state == VMC_WB_FLUSH_IDLE;
+}
+
+static void wb_work(struct work_struct *ws)
+{
+	struct vmcache *c = container_of(to_delayed_work(ws), struct vmcache,
+					 wb_work);
+	bool stopping = READ_ONCE(c->wb_stopping), aged_only, urgent;
+	unsigned long next = VMC_WB_TICK;
+	u32 want;
+
+	reap(c);
+	flush_stage(c);
+	if (c->wb_backoff && !time_before(jiffies, c->wb_retry_at))
+		c->wb_backoff = false;
+	/* runs with failed metadata too: the origin still gets the data */
+	if (!stopping && !c->wb_backoff) {
+		want = window(c, &aged_only, &urgent, &next);
+		if (want > c->wb_copying &&
+		    issue(c, want - c->wb_copying, aged_only, urgent) == 0 &&
+		    !c->wb_copying)
+			next = max_t(unsigned long, next, VMC_WB_TICK);
+		/* nothing more to copy: the last copies need their flush */
+		flush_stage(c);
+	} else if (!stopping) {
+		next = c->wb_retry_at - jiffies;
+	}
+	if (wb_idle(c)) {
+		check_drained(c);
+		if (stopping) {
+			WRITE_ONCE(c->wb_busy, false);
+			wake_up_var(&c->wb_busy);
+			return;
 		}
 	}
-
-	atomic_set(&c->wb_inflight_blocks, 0);
-	check_drained(c);
-	WRITE_ONCE(c->wb_running, false);
-	wake_up_var(&c->wb_running);
-	requeue(c, delay);
+	/* completions kick us; the timer is for the rate and the ages */
+	if (!stopping)
+		queue_delayed_work(c->wq, &c->wb_work, next);
 }
 
 int vmc_wb_create(struct vmcache *c)
 {
 	INIT_DELAYED_WORK(&c->wb_work, wb_work);
-	INIT_WORK(&c->wb_done_work, wb_done_work);
+	spin_lock_init(&c->wb_lock);
+	INIT_LIST_HEAD(&c->wb_done);
+	INIT_LIST_HEAD(&c->wb_copied_jobs);
+	INIT_LIST_HEAD(&c->wb_flushing_jobs);
 	c->wb_stopping = true;
-	c->wb_items = vmalloc(array_size(VMC_WB_MAX_ITEMS,
-					 sizeof(*c->wb_items)));
-	c->wb_ext = vmalloc(array_size(VMC_WB_MAX_EXTENTS,
-				       sizeof(*c->wb_ext)));
-	if (!c->wb_items || !c->wb_ext)
+	c->wb_picks = vmalloc(array_size(VMC_WB_MAX_ITEMS,
+					 sizeof(*c->wb_picks)));
+	if (!c->wb_picks)
 		return -ENOMEM;
-	c->kcopyd = dm_kcopyd_client_create(&dm_kcopyd_throttle);
-	if (IS_ERR(c->kcopyd)) {
-		int r = PTR_ERR(c->kcopyd);
+	/* its own mempools: metadata I/O never waits behind copies */
+	c->wb_io_client = dm_io_client_create();
+	if (IS_ERR(c->wb_io_client)) {
+		int r = PTR_ERR(c->wb_io_client);
 
-		c->kcopyd = NULL;
+		c->wb_io_client = NULL;
 		return r;
 	}
 	return 0;
@@ -431,7 +762,13 @@ void vmc_wb_stop(struct vmcache *c)
 {
 	WRITE_ONCE(c->wb_stopping, true);
 	cancel_delayed_work_sync(&c->wb_work);
-	wait_var_event(&c->wb_running, !READ_ONCE(c->wb_running));
+	/*
+	 * The worker finishes what is in flight (completions kick it) and
+	 * clears wb_busy once nothing is left.
+	 */
+	WRITE_ONCE(c->wb_busy, true);
+	kick_now(c);
+	wait_var_event(&c->wb_busy, !READ_ONCE(c->wb_busy));
 	cancel_delayed_work_sync(&c->wb_work);
 }
 
@@ -443,11 +780,9 @@ void vmc_wb_start(struct vmcache *c)
 
 void vmc_wb_destroy(struct vmcache *c)
 {
-	if (c->kcopyd)
-		dm_kcopyd_client_destroy(c->kcopyd);
-	c->kcopyd = NULL;
-	vfree(c->wb_items);
-	vfree(c->wb_ext);
-	c->wb_items = NULL;
-	c->wb_ext = NULL;
+	if (c->wb_io_client)
+		dm_io_client_destroy(c->wb_io_client);
+	c->wb_io_client = NULL;
+	vfree(c->wb_picks);
+	c->wb_picks = NULL;
 }

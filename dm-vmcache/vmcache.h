@@ -8,7 +8,6 @@
 #define DM_VMCACHE_H
 
 #include <linux/device-mapper.h>
-#include <linux/dm-kcopyd.h>
 #include <linux/kobject.h>
 #include <linux/ktime.h>
 #include <linux/percpu.h>
@@ -38,6 +37,7 @@ enum vmc_list_id {
 #define VMC_B_MAPPED	BIT(0)	/* in the hash table */
 #define VMC_B_WB	BIT(1)	/* writeback in flight */
 #define VMC_B_REDIRTY	BIT(2)	/* written while being written back */
+#define VMC_B_ALONE	BIT(3)	/* a merged copy failed to read: copy alone */
 
 struct vmc_block {
 	u64 oblock;		/* origin block when mapped */
@@ -160,17 +160,20 @@ struct vmc_stream {
 	unsigned long last;	/* jiffies of last use */
 };
 
-/* writeback item: one block of a batch */
+/* writeback item: one block of a copy job */
 struct vmc_wb_item {
 	u32 cblock;
 	u8 mask;	/* dirty sub-blocks copied */
 	u8 lost;	/* sub-blocks the cache could not read */
 	bool err;	/* origin write or flush failed */
 	bool retry;	/* a merged copy failed to read: copy it alone */
-	u32 lat_us;	/* batch issue to the end of its last copy */
+	u32 lat_us;	/* job issue to the end of its origin write */
 };
 
-struct vmc_wb_extent;
+/* vmcache.wb_flush_state */
+enum { VMC_WB_FLUSH_IDLE, VMC_WB_FLUSH_BUSY, VMC_WB_FLUSH_DONE };
+
+struct vmc_wb_pick;
 struct vmc_sysfs_dir;
 struct vmc_mrc;
 
@@ -251,27 +254,32 @@ struct vmcache {
 	struct bio_list flush_bios;	/* waiting for a commit */
 	struct bio_list fill_bios;	/* cache writes to submit */
 	struct bio_list remap_bios;	/* held bios to submit as remapped */
+	struct bio_list overlay_bios;	/* origin read done: send overlays */
 	struct bio_list discard_bios;	/* discards too wide to scan in map */
 	struct work_struct fill_work;
 	struct work_struct discard_work;
 	struct work_struct event_work;	/* dm_table_event from any context */
 
-	/* writeback */
-	struct dm_kcopyd_client *kcopyd;
+	/* writeback (vmcache-writeback.c) */
+	struct dm_io_client *wb_io_client;
 	struct delayed_work wb_work;
-	struct work_struct wb_done_work;
-	struct vmc_wb_item *wb_items;
-	struct vmc_wb_extent *wb_ext;
-	u32 wb_nr, wb_ext_nr;		/* current batch */
-	atomic_t wb_pending;		/* copies of the batch in flight */
-	atomic_t wb_inflight_blocks;
-	unsigned long wb_start, wb_next;
-	u32 wb_start_us;		/* vmc_now_us() at batch issue */
-	u32 wb_lat_avg, wb_lat_min;	/* usecs per block copied */
+	spinlock_t wb_lock;		/* wb_done: jobs whose I/O completed */
+	struct list_head wb_done;
+	/* the worker's own from here to wb_retry_at */
+	struct list_head wb_copied_jobs;	/* written, await a flush */
+	struct list_head wb_flushing_jobs;	/* covered by the flush */
+	struct vmc_wb_pick *wb_picks;
+	u32 wb_copying;			/* blocks being read or written */
+	u32 wb_copied;			/* blocks on wb_copied_jobs */
+	u8 wb_flush_state;		/* VMC_WB_FLUSH_* */
+	bool wb_flush_err;
+	bool wb_backoff;		/* no new copies before wb_retry_at */
+	unsigned long wb_retry_at;
+	atomic_t wb_inflight_blocks;	/* picked, not yet finished */
+	u32 wb_lat_avg, wb_lat_min;	/* usecs per copy job */
 	unsigned int wb_fail_streak;
-	bool wb_running;
+	bool wb_busy;			/* stopping: in flight still */
 	bool wb_stopping;
-	bool wb_nomerge;		/* retry a failed merged copy per block */
 	bool origin_failing;
 
 	struct bio_set bs;
@@ -283,7 +291,10 @@ struct vmcache {
 
 /* per-bio state (ti->per_io_data_size) */
 struct vmc_bio {
-	u64 ob_first;		/* origin writes: blocks counted in owrites */
+	union {
+		u64 ob_first;	/* origin writes: blocks counted in owrites */
+		struct bio *overlay;	/* reads: cache reads to lay over */
+	};
 	u32 ob_count;		/* (discards: the range of blocks to drop) */
 	u32 lat_start;		/* vmc_now_us() at map */
 	u32 cblock;
@@ -310,6 +321,11 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 #define VMC_PB_OWRITE	BIT(7)	/* origin write counted in owrites */
 #define VMC_PB_FLUX	BIT(8)	/* counted in flux_inflight */
 #define VMC_PB_LATE_CLONE BIT(9) /* held: its cache clone goes out with it */
+#define VMC_PB_OVERLAY	BIT(10)	/* origin read, then dirty runs from the cache */
+#define VMC_PB_OVERLAID	BIT(11)	/* ... the cache reads were sent */
+#define VMC_PB_FILL_RUN	BIT(12)	/* read miss of blocks ob_first.. to fill */
+#define VMC_PB_HIT_RUN	BIT(13)	/* read of blocks ob_first.. at cblock.. */
+#define VMC_PB_WRITE_RUN BIT(14) /* write of new blocks ob_first.. at cblock.. */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

@@ -22,6 +22,15 @@
 #   --disk FILE[:SIZE]	attach FILE as an extra virtio disk to every boot
 #			(created, or grown, to SIZE, e.g. 1G); repeatable; in
 #			the guest /dev/disk/by-id/virtio-diskN, N from 0
+#   --drive NAME,SPEC	attach a virtio disk from a raw QEMU -drive SPEC
+#			(if=none and id are added), after the --disk ones,
+#			e.g. NAME,file=o.img,format=raw,cache=none,aio=native,
+#			throttling.iops-total=500 (host cache mode, QEMU I/O
+#			throttling, nbd: ...); a file it names must exist; in the
+#			guest /dev/disk/by-id/virtio-NAME (NAME: at most 20
+#			characters); repeatable
+#   --kmod DIR		also copy kernel/DIR of the kernel's modules into the
+#			guest (e.g. fs/xfs); repeatable
 #   --timeout SEC	host-side limit for each boot (default: boot allowance
 #			plus the "settings" timeout of each test in the boot)
 #   --test-timeout SEC	per-program timeout in the guest (default: "settings")
@@ -66,6 +75,8 @@ boot_timeout=
 test_timeout=
 list_only=0
 extra_disks=()
+raw_drives=()
+extra_kmods=()
 extra_bins=()
 guest_env=()
 tests=()
@@ -87,6 +98,8 @@ while [ $# -gt 0 ]; do
 	--script) mode=script; script=$2; shift 2 ;;
 	--disk) extra_disks+=("$2"); shift 2 ;;
 	--bin) extra_bins+=("$2"); shift 2 ;;
+	--drive) raw_drives+=("$2"); shift 2 ;;
+	--kmod) extra_kmods+=("$2"); shift 2 ;;
 	--timeout) boot_timeout=$2; shift 2 ;;
 	--test-timeout) test_timeout=$2; shift 2 ;;
 	--env) guest_env+=("vmcache.env.$2"); shift 2 ;;
@@ -258,7 +271,7 @@ build_initramfs() {
 	# Kernel modules: whole directories, then depmod over the guest tree.
 	local mroot=$RFS/lib/modules/$KVER
 	mkdir -p "$mroot/kernel" "$mroot/extra"
-	for d in "${MODULE_DIRS[@]}"; do
+	for d in "${MODULE_DIRS[@]}" "${extra_kmods[@]}"; do
 		if [ -e "$MODDIR/kernel/$d" ]; then
 			mkdir -p "$mroot/kernel/$(dirname "$d")"
 			cp -a "$MODDIR/kernel/$d" "$mroot/kernel/$d"
@@ -359,6 +372,13 @@ add_extra_disks() {
 			add_disk "$spec" "" "disk$i"
 		fi
 		i=$((i + 1))
+	done
+	# --drive NAME,SPEC: the spec as given (cache mode, throttling, ...)
+	for spec in "${raw_drives[@]}"; do
+		[[ $spec == *,* ]] || die "--drive wants NAME,SPEC (got $spec)"
+		DISK_ARGS+=(-drive "if=none,id=r$NDISKS,${spec#*,}"
+			-device "virtio-blk-pci,drive=r$NDISKS,serial=${spec%%,*}")
+		NDISKS=$((NDISKS + 1))
 	done
 }
 

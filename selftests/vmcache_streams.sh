@@ -1,0 +1,266 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-vmcache: I/O reaches the devices in runs, not block by block (issue 10).
+# Counts bios at the origin (/sys/block/<origin>/stat: requests plus the
+# bios merged into them), never times:
+#  1. writeback merges by origin offset alone: 2048 blocks contiguous on
+#     the origin, written in a random order (so scattered on the cache),
+#     go back with at most one origin write per 8 blocks; the origin then
+#     holds every block (fio crc32c verify on the origin itself);
+#  2. a sequential read stream over a region with scattered dirty blocks
+#     (one in 16) reads the origin once per 1 MiB bio (past the first
+#     512 KiB, read block by block before the stream is detected), and
+#     returns the dirty data from the cache byte for byte (cmp against the
+#     expected image), with writeback held off so the origin is stale;
+#  3. the same stream with the cache device failing (dm-flakey under the
+#     cache, down): the read fails rather than return the origin's stale
+#     data;
+#  4. fsyncs on a writeback cache whose origin received no write since
+#     its last flush send no flush to the origin;
+#  6. (run before 5) read misses spanning blocks, outside any stream: one
+#     origin read per bio (256 KiB), every block promoted from it, the
+#     data the origin's; read again, they are read hits served in runs
+#     (at most 64 cache bios for the 16 bios), with the same data;
+#  7. (run before 5) writeback writes spanning new blocks: one cache write
+#     per bio, every block dirty, the data reads back and is written back;
+#  5. a reload of an unchanged cache reads only the superblocks (sectors
+#     read from the cache device during load, suspend and resume), and the
+#     new table has the same blocks, dirty data included, which reads back
+#     and is then written back byte for byte.
+#
+# Devices: cache = brd (/dev/ram0, 64 MiB) under a dm-linear (swapped to
+# flakey in case 3); origin = memory-backed null_blk (256 MiB, 4 KiB
+# sectors, requests up to 1 MiB, scheduler none).
+set -euo pipefail
+DIR=$(dirname "$0")
+# shellcheck source=lib.sh
+. "$DIR/lib.sh"
+
+require_vmcache
+require_cmd fio cmp dd
+require_module brd null_blk dm-flakey
+
+CACHE_MIB=64
+ORIGIN_MIB=256
+NULLB=vmc_str_o
+ORIGIN=/dev/$NULLB
+CACHE=/dev/mapper/vmc_str_c
+NAME=vmc_str
+DEV=/dev/mapper/$NAME
+HOLD=(writeback_low 100 writeback_high 100 max_dirty_age 0)
+
+tmp=$(mktemp -d)
+cleanup_push "rm -rf $tmp"
+
+# bios that reached the origin: <reads|writes|flushes>
+obios() {
+	local f
+	read -r -a f <"/sys/block/$NULLB/stat"
+	case $1 in
+	reads) echo $((f[0] + f[1])) ;;
+	writes) echo $((f[4] + f[5])) ;;
+	flushes) echo "${f[15]:-0}" ;;
+	esac
+}
+
+create() {
+	local opts=("$@")
+	dmsetup create "$NAME" --table \
+		"0 $(dev_sectors "$ORIGIN") vmcache $CACHE $ORIGIN ${#opts[@]} ${opts[*]}"
+	wait_for_dev "$DEV"
+}
+
+destroy() {
+	dm_remove "$NAME"
+}
+
+fill_runs_ok() {
+	[ "$(($(st promotions) - p0))" -eq 1024 ] &&
+		cmp "$tmp/got6" <(dd if="$ORIGIN" bs=256k skip=$((160 * 4)) count=16 iflag=direct status=none)
+}
+
+# cache_reads: bios read from the cache device (dm-linear: accounted)
+cache_reads() {
+	local f
+	read -r -a f <"$(sysfs_block "$CACHE")/stat"
+	echo $((f[0] + f[1]))
+}
+
+cache_writes() {
+	local f
+	read -r -a f <"$(sysfs_block "$CACHE")/stat"
+	echo $((f[4] + f[5]))
+}
+
+write_runs_ok() {
+	cmp <(dd if="$DEV" bs=256k skip=$((176 * 4)) count=16 iflag=direct status=none) \
+		<(dd if="$tmp/b" bs=256k count=16 status=none) && drain &&
+		cmp <(dd if="$ORIGIN" bs=256k skip=$((176 * 4)) count=16 iflag=direct status=none) \
+			<(dd if="$tmp/b" bs=256k count=16 status=none)
+}
+
+ktap_print_header
+ktap_set_plan 16
+
+setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
+setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
+echo none >"/sys/block/$NULLB/queue/scheduler" 2>/dev/null || true
+setup_linear vmc_str_c /dev/ram0 || ktap_exit_fail_msg "dm-linear"
+wipe_dev /dev/ram0 1
+cleanup_push "dmsetup remove $NAME 2>/dev/null || true"
+
+# ------------------------------------------------- 1. writeback merges
+create mode writeback "${HOLD[@]}" sequential_cutoff 0
+fio --name=scatter --filename="$DEV" --direct=1 --rw=randwrite --bs=4k \
+	--size=8m --iodepth=1 --ioengine=psync --randrepeat=1 \
+	--verify=crc32c --do_verify=0 --output="$tmp/fio1" >/dev/null
+dirty=$(st blocks_dirty)
+w0=$(obios writes)
+drain
+w1=$(obios writes)
+writes=$((w1 - w0))
+ktap_print_msg "2048 blocks written back with $writes origin writes ($dirty were dirty)"
+ktap_test_result "writeback: 2048 origin-contiguous blocks scattered on the cache go back in <= 256 origin writes" \
+	test "$dirty" -eq 2048 -a "$writes" -le 256
+ktap_test_result "writeback: the origin itself holds every block (fio crc32c verify)" \
+	fio --name=scatter --filename="$ORIGIN" --direct=1 --rw=randwrite \
+	--bs=4k --size=8m --iodepth=1 --ioengine=psync --randrepeat=1 \
+	--verify=crc32c --verify_only=1 --output="$tmp/fio1v"
+destroy
+
+# --------------------------------------------- 2. overlay read stream
+# 16 MiB at 64 MiB: the origin holds pattern A; every 16th block is then
+# rewritten through the cache (pattern B) and held dirty.
+REG_MIB=16
+REG_OFF=$((64 * 256))	# in 4 KiB blocks
+make_pattern "$tmp/a" "$REG_MIB"
+make_pattern "$tmp/b" "$REG_MIB"
+dd if="$tmp/a" of="$ORIGIN" bs=1M seek=64 oflag=direct status=none
+cp "$tmp/a" "$tmp/expect"
+create mode writeback "${HOLD[@]}" sequential_cutoff 512
+for ((i = 0; i < REG_MIB * 256; i += 16)); do
+	dd if="$tmp/b" of="$DEV" bs=4k skip=$i seek=$((REG_OFF + i)) count=1 \
+		oflag=direct status=none
+	dd if="$tmp/b" of="$tmp/expect" bs=4k skip=$i seek=$i count=1 \
+		conv=notrunc status=none
+done
+expect blocks_dirty=$((REG_MIB * 16)) || true
+# warm the stream detector with 1 MiB, then 15 MiB in 1 MiB bios
+r0=$(obios reads)
+dd if="$DEV" of="$tmp/got" bs=1M skip=64 count=$REG_MIB iflag=direct status=none
+r1=$(obios reads)
+reads=$((r1 - r0))
+ktap_print_msg "16 MiB stream in 1 MiB bios: $reads origin reads"
+ktap_test_result "overlay: the stream returns the dirty blocks from the cache, the rest from the origin, byte for byte" \
+	cmp "$tmp/got" "$tmp/expect"
+# the first 512 KiB go block by block (128), then one read per bio
+ktap_test_result "overlay: at most one origin read per 1 MiB bio past the cutoff (<= 144)" \
+	test "$reads" -le 144
+ktap_test_result "overlay: the origin still holds the old data (writeback was held)" \
+	cmp <(dd if="$ORIGIN" bs=1M skip=64 count=$REG_MIB iflag=direct status=none) "$tmp/a"
+
+# ------------------------------------- 3. unreadable dirty copy: error
+dmsetup suspend "$NAME"
+dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) flakey /dev/ram0 0 0 5"
+dmsetup resume vmc_str_c
+dmsetup resume "$NAME"
+if dd if="$DEV" of="$tmp/got3" bs=1M skip=72 count=1 iflag=direct status=none 2>/dev/null; then
+	ktap_test_fail "overlay: a dirty copy the cache cannot read fails the read (it returned data)"
+else
+	ktap_test_pass "overlay: a dirty copy the cache cannot read fails the read, never returns stale data"
+fi
+dmsetup suspend "$NAME"
+dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) linear /dev/ram0 0"
+dmsetup resume vmc_str_c
+dmsetup resume "$NAME"
+destroy
+
+# ------------------------------------- 4. no origin flush without writes
+create mode writeback "${HOLD[@]}"
+dd if="$tmp/b" of="$DEV" bs=4k count=64 oflag=direct status=none
+fio --name=fs --filename="$DEV" --direct=1 --rw=randwrite --bs=4k \
+	--size=256k --fsync=1 --number_ios=1 --output=/dev/null >/dev/null
+f0=$(obios flushes)
+fio --name=fs --filename="$DEV" --direct=1 --rw=randwrite --bs=4k \
+	--size=256k --fsync=1 --number_ios=64 --output="$tmp/fio4" >/dev/null
+f1=$(obios flushes)
+ktap_print_msg "64 writes each followed by fsync: $((f1 - f0)) origin flushes"
+ktap_test_result "flush: fsyncs on a writeback cache send no flush to an origin that got no write" \
+	test $((f1 - f0)) -eq 0
+destroy
+
+# ---------------------------- 6. multi-block read misses: one origin read
+# 4 MiB never read before, in 256 KiB bios, the stream detector off: each
+# bio is one origin read, and every block is promoted from it.
+create mode writeback "${HOLD[@]}" sequential_cutoff 0
+p0=$(st promotions)
+r0=$(obios reads)
+dd if="$DEV" of="$tmp/got6" bs=256k skip=$((160 * 4)) count=16 iflag=direct status=none
+r1=$(obios reads)
+wait_promotions $((p0 + 1024))
+ktap_print_msg "4 MiB in 256 KiB read misses: $((r1 - r0)) origin reads, $(($(st promotions) - p0)) blocks promoted"
+ktap_test_result "fill runs: one origin read per multi-block read miss (16 bios: <= 16 reads)" \
+	test $((r1 - r0)) -le 16
+ktap_test_result "fill runs: every block promoted, the data is the origin's" \
+	fill_runs_ok
+h0=$(st read_hits)
+c0=$(cache_reads)
+r0=$(obios reads)
+dd if="$DEV" of="$tmp/got6b" bs=256k skip=$((160 * 4)) count=16 iflag=direct status=none
+c1=$(cache_reads)
+r1=$(obios reads)
+ktap_print_msg "re-read: $(($(st read_hits) - h0)) read hits in $((c1 - c0)) cache reads, $((r1 - r0)) origin reads"
+ktap_test_result "hit runs: the re-read is 1024 read hits, in at most 64 cache bios, none from the origin, same data" \
+	test "$(($(st read_hits) - h0))" -eq 1024 -a $((c1 - c0)) -le 64 -a $((r1 - r0)) -eq 0
+ktap_test_result "hit runs: the data read back from the cache is the origin's" \
+	cmp "$tmp/got6b" "$tmp/got6"
+destroy
+
+# ------------------------------ 7. multi-block writes: one cache write
+# 4 MiB of new blocks written in 256 KiB bios (writeback, no stream): each
+# bio is one cache write (the blocks are allocated next to each other on a
+# cache with free space), all 1024 blocks dirty, then written back.
+create mode writeback "${HOLD[@]}" sequential_cutoff 0
+d0=$(st blocks_dirty)
+w0=$(cache_writes)
+dd if="$tmp/b" of="$DEV" bs=256k seek=$((176 * 4)) count=16 oflag=direct status=none
+w1=$(cache_writes)
+ktap_print_msg "4 MiB in 256 KiB writes: $((w1 - w0)) cache writes (metadata commits included), $(($(st blocks_dirty) - d0)) blocks dirtied"
+ktap_test_result "write runs: 16 multi-block writes reach the cache in at most 16 + 16 bios, 1024 blocks dirty" \
+	test $((w1 - w0)) -le 32 -a $(($(st blocks_dirty) - d0)) -eq 1024
+ktap_test_result "write runs: the data reads back, and after a drain the origin holds it" \
+	write_runs_ok
+destroy
+
+# ------------------------- 5. a reload of an unchanged cache reads nothing
+# but superblocks: the new table takes the replaced table's state over.
+create mode writeback "${HOLD[@]}"
+dd if="$tmp/b" of="$DEV" bs=4k seek=4096 count=1024 oflag=direct status=none
+dirty=$(st blocks_dirty)
+used=$(st blocks_used)
+table=$(dmsetup table "$NAME")
+cstat=$(sysfs_block "$CACHE")/stat
+read -r -a c0 <"$cstat"
+dmsetup load "$NAME" --table "$table"
+dmsetup suspend "$NAME"
+dmsetup resume "$NAME"
+read -r -a c1 <"$cstat"
+sectors=$((c1[2] - c0[2]))
+ktap_print_msg "reload: $sectors sectors read from the cache device ($used blocks cached, $dirty dirty)"
+ktap_test_result "reload: an unchanged cache reads only its superblocks (<= 64 sectors)" \
+	test "$sectors" -le 64
+same_state() {
+	[ "$(st blocks_dirty)" = "$dirty" ] && [ "$(st blocks_used)" = "$used" ] &&
+		cmp <(dd if="$DEV" bs=4k skip=4096 count=1024 iflag=direct status=none) \
+			<(dd if="$tmp/b" bs=4k count=1024 status=none)
+}
+ktap_test_result "reload: the same blocks cached and dirty, the dirty data reads back byte for byte" \
+	same_state
+drain
+ktap_test_result "reload: the adopted dirty blocks are written back, the origin holds them" \
+	cmp <(dd if="$ORIGIN" bs=4k skip=4096 count=1024 iflag=direct status=none) \
+	<(dd if="$tmp/b" bs=4k count=1024 status=none)
+destroy
+
+ktap_finished
