@@ -1138,10 +1138,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			vmc_stat_add(c, VMC_S_BYPASSED, n - hits);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
-	/* an access per block of the run, as the counters count them */
-	if (kind != RUN_NONE)
-		vmc_mrc_run(c->mrc, first, n, is_write,
-			    kind == RUN_ORIGIN && seq);
+	/* per block, as the counters count them; a stream's reads never hit */
+	if (kind == RUN_ORIGIN && seq && !is_write)
+		vmc_mrc_bypassed(c->mrc, n);
+	else if (kind != RUN_NONE && !(kind == RUN_ORIGIN && seq))
+		vmc_mrc_run(c->mrc, first, n, is_write, false);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
 
