@@ -20,6 +20,7 @@
 #include <linux/hash.h>
 #include <linux/jiffies.h>
 #include "vmcache-io.h"
+#include "vmcache-mrc.h"
 #include "vmcache-policy.h"
 #include "vmcache-metadata.h"
 #include "vmcache-writeback.h"
@@ -1166,6 +1167,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			vmc_stat_add(c, VMC_S_BYPASSED, n - hits);
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
+	/* per block, as the counters count them; a stream's reads never hit */
+	if (kind == RUN_ORIGIN && seq && !is_write)
+		vmc_mrc_bypassed(c->mrc, n);
+	else if (kind != RUN_NONE && !(kind == RUN_ORIGIN && seq))
+		vmc_mrc_run(c->mrc, first, n, is_write, false);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
 
@@ -1307,6 +1313,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		}
 	}
 	spin_unlock_irqrestore(&c->lock, flags);
+	vmc_mrc_access(c->mrc, rq.oblock, is_write, seq);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
 

@@ -11,6 +11,7 @@
 #include <linux/module.h>
 #include <linux/slab.h>
 #include "vmcache.h"
+#include "vmcache-mrc.h"
 
 struct vmc_sysfs_dir {
 	struct kobject kobj;
@@ -29,8 +30,12 @@ static const char * const status_keys[] = {
 	"read_misses", "write_hits", "write_misses", "bypassed", "promotions",
 	"demotions", "writeback_done", "writeback_inflight",
 	"writeback_errors", "cache_errors", "origin_errors", "data_loss",
-	"flush", "degraded", "commits", "seq",
+	"flush", "degraded", "commits", "seq", "mrc_reads", "mrc_sample_ppm",
+	"est_hit_0_5x", "est_hit_1x", "est_hit_2x", "est_hit_4x",
 };
+
+/* the estimated hit ratio curve (vmcache-mrc.c) */
+#define VMC_MRC_CURVE "mrc_curve"
 
 /*
  * latency_<class>: the bucket counts of one histogram, space-separated;
@@ -44,7 +49,7 @@ static const char * const lat_files[2 * VMC_NR_LAT] = {
 };
 
 #define VMC_NR_ATTRS (ARRAY_SIZE(status_keys) + VMC_NR_TUNABLES + \
-		      ARRAY_SIZE(lat_files))
+		      ARRAY_SIZE(lat_files) + 1)
 
 static struct kset *caches_kset;
 static struct attribute vmc_attr_store[VMC_NR_ATTRS];
@@ -110,6 +115,8 @@ static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 	t = lat_file_of(attr);
 	if (t >= 0)
 		return show_latency(c, t, buf);
+	if (!strcmp(attr->name, VMC_MRC_CURVE))
+		return vmc_mrc_curve(c->mrc, buf, PAGE_SIZE);
 	/* one formatter for the status line and these files */
 	all = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!all)
@@ -289,6 +296,8 @@ int vmc_sysfs_init(void)
 		vmc_attr_store[n].mode = 0444;
 		n++;
 	}
+	vmc_attr_store[n].name = VMC_MRC_CURVE;
+	vmc_attr_store[n++].mode = 0444;
 	for (i = 0; i < n; i++)
 		vmc_attrs[i] = &vmc_attr_store[i];
 	vmc_attrs[n] = NULL;

@@ -13,6 +13,7 @@
 #include "vmcache.h"
 #include "vmcache-io.h"
 #include "vmcache-metadata.h"
+#include "vmcache-mrc.h"
 #include "vmcache-policy.h"
 #include "vmcache-writeback.h"
 
@@ -30,6 +31,8 @@ static const char * const policy_names[] = {
 	[VMC_POLICY_LRU] = "lru",
 	NULL
 };
+
+static const char * const off_on_names[] = { "off", "on", NULL };
 
 /* one table for the constructor, messages, sysfs and module parameters */
 const struct vmc_tunable_desc vmc_tunables[VMC_NR_TUNABLES] = {
@@ -58,6 +61,8 @@ const struct vmc_tunable_desc vmc_tunables[VMC_NR_TUNABLES] = {
 		"writeback_sort must be 0 or 1" },
 	[VMC_T_WB_RETRIES] = { "writeback_retries", 1, 64, true, NULL,
 		"writeback_retries must be 1 to 64" },
+	[VMC_T_MRC] = { "mrc", 0, 1, true, off_on_names,
+		"mrc must be on or off" },
 	[VMC_T_MUST_EXIST] = { "must_exist", 0, 1, false, NULL,
 		"must_exist must be 0 or 1" },
 };
@@ -75,6 +80,7 @@ unsigned int vmc_defaults[VMC_NR_TUNABLES] = {
 	[VMC_T_WB_FLOOR] = 4096,
 	[VMC_T_WB_SORT] = 1,
 	[VMC_T_WB_RETRIES] = 8,
+	[VMC_T_MRC] = 1,
 	[VMC_T_MUST_EXIST] = 0,
 };
 
@@ -197,6 +203,9 @@ static void tunable_changed(struct vmcache *c, enum vmc_tunable t,
 			cond_resched();
 		} while (more);
 		break;
+	case VMC_T_MRC:
+		vmc_mrc_enable(c->mrc, c->tun[t]);
+		break;
 	default:
 		break;
 	}
@@ -293,6 +302,8 @@ module_param_cb(writeback_max_inflight, &vmc_default_ops, &vmc_defaults[VMC_T_WB
 MODULE_PARM_DESC(writeback_max_inflight, "Default writeback blocks in flight (64)");
 module_param_cb(writeback_floor, &vmc_default_ops, &vmc_defaults[VMC_T_WB_FLOOR], 0644);
 MODULE_PARM_DESC(writeback_floor, "Default writeback floor rate in KiB/s (4096)");
+module_param_cb(mrc, &vmc_default_ops, &vmc_defaults[VMC_T_MRC], 0644);
+MODULE_PARM_DESC(mrc, "Default for estimating the hit ratio at other sizes (on)");
 
 /* ------------------------------------------------------------------ */
 /* status */
@@ -346,6 +357,7 @@ unsigned int vmc_status_pairs(struct vmcache *c, char *buf, size_t len,
 	     READ_ONCE(c->flush_active) ? "active" : "idle", sep,
 	     c->degraded || c->origin_failing, sep,
 	     vmc_stat_read(c, VMC_S_COMMITS), sep, c->seq);
+	sz += vmc_mrc_status(c->mrc, buf + sz, len - sz, sep);
 #undef EMIT
 	return sz;
 }
@@ -428,6 +440,7 @@ static int vmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		for_each_possible_cpu(cpu)
 			memset(per_cpu_ptr(c->stats, cpu), 0,
 			       sizeof(struct vmc_stats));
+		vmc_mrc_reset(c->mrc);
 		r = 0;
 	} else if (argc == 1 && !strcmp(argv[0], "commit")) {
 		r = vmc_commit(c, false);
@@ -616,6 +629,7 @@ static void vmc_destroy(struct vmcache *c)
 	vmc_policy_destroy(c);
 	vmc_md_close(c);
 	free_percpu(c->stats);
+	vmc_mrc_destroy(c->mrc);
 	if (c->cache_dev)
 		dm_put_device(c->ti, c->cache_dev);
 	if (c->origin_dev)
@@ -784,6 +798,12 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	c->stats = alloc_percpu(struct vmc_stats);
 	if (!r && !c->stats)
 		r = -ENOMEM;
+	/* a fixed size, whatever the cache's */
+	c->mrc = r ? NULL : vmc_mrc_create(c->nr_blocks);
+	if (!r && !c->mrc)
+		r = -ENOMEM;
+	if (!r)
+		vmc_mrc_enable(c->mrc, c->tun[VMC_T_MRC]);
 	if (r)
 		goto bad;
 

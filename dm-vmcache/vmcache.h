@@ -86,6 +86,7 @@ enum vmc_tunable {
 	VMC_T_WB_FLOOR,
 	VMC_T_WB_SORT,
 	VMC_T_WB_RETRIES,
+	VMC_T_MRC,
 	VMC_T_MUST_EXIST,
 	VMC_NR_TUNABLES
 };
@@ -174,6 +175,7 @@ enum { VMC_WB_FLUSH_IDLE, VMC_WB_FLUSH_BUSY, VMC_WB_FLUSH_DONE };
 
 struct vmc_wb_pick;
 struct vmc_sysfs_dir;
+struct vmc_mrc;
 
 struct vmcache {
 	struct dm_target *ti;
@@ -287,6 +289,7 @@ struct vmcache {
 
 	/* sysfs: a directory from resume to suspend */
 	struct vmc_sysfs_dir *sysfs;
+	struct vmc_mrc *mrc;		/* hit ratio at other sizes (leaf lock) */
 };
 
 /* per-bio state (ti->per_io_data_size) */

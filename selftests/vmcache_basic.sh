@@ -31,7 +31,7 @@ declare -A TABLE_DEFAULTS=(
 	[block_size]=4096 [mode]=writethrough [policy]=2q [promote_after]=1
 	[sequential_cutoff]=4096 [writeback_low]=10 [writeback_high]=50
 	[max_dirty_age]=30 [writeback_max_inflight]=64 [writeback_floor]=4096
-	[writeback_sort]=1 [writeback_retries]=8 [must_exist]=0
+	[writeback_sort]=1 [writeback_retries]=8 [mrc]=on [must_exist]=0
 )
 
 tmp=$(mktemp -d)
@@ -61,7 +61,7 @@ check_status_line() {
 	line=$(status_fields "$dev")
 	ktap_print_msg "status: $line"
 	for kv in $line; do
-		if [[ ! $kv =~ ^[a-z_]+=[^=[:space:]]+$ ]]; then
+		if [[ ! $kv =~ ^[a-z][a-z0-9_]*=[^=[:space:]]+$ ]]; then
 			ktap_print_msg "not a key=value token: $kv"
 			return 1
 		fi
@@ -335,7 +335,7 @@ GOOD_TABLES=(
 	"10 block_size 65536 promote_after 255 sequential_cutoff 0 writeback_low 0 writeback_high 100"
 	"10 max_dirty_age 3600 writeback_max_inflight 1024 writeback_floor 1048576 writeback_sort 0 writeback_retries 64"
 	"14 block_size 4096 promote_after 1 writeback_low 100 writeback_high 100 max_dirty_age 0 writeback_max_inflight 1 writeback_retries 1"
-	"6 mode writeback policy lru must_exist 0"
+	"8 mode writeback policy lru mrc off must_exist 0"
 )
 
 run_good_case() { # <options>

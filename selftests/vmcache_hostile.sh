@@ -60,7 +60,7 @@ cleanup_push "rm -rf $tmp"
 # that a refused input falling back to a default would show.
 TUNABLES=(block_size mode policy promote_after sequential_cutoff
 	writeback_low writeback_high max_dirty_age writeback_max_inflight
-	writeback_floor writeback_sort writeback_retries must_exist)
+	writeback_floor writeback_sort writeback_retries mrc must_exist)
 declare -A TMIN=([block_size]=4096 [promote_after]=1 [sequential_cutoff]=0
 	[writeback_low]=0 [writeback_high]=0 [max_dirty_age]=0
 	[writeback_max_inflight]=1 [writeback_floor]=0 [writeback_sort]=0
@@ -75,27 +75,29 @@ declare -A BASE=([block_size]=4096 [mode]=writeback [policy]=lru
 	[promote_after]=3 [sequential_cutoff]=2048 [writeback_low]=20
 	[writeback_high]=70 [max_dirty_age]=600 [writeback_max_inflight]=32
 	[writeback_floor]=2048 [writeback_sort]=0 [writeback_retries]=5
-	[must_exist]=0)
+	[mrc]=off [must_exist]=0)
 # a second valid value of each online tunable (for the NUL and accepted
 # form cases: a change must be visible)
 declare -A OTHER=([mode]=writethrough [policy]=2q [promote_after]=4
 	[sequential_cutoff]=1024 [writeback_low]=21 [writeback_high]=71
 	[max_dirty_age]=601 [writeback_max_inflight]=33 [writeback_floor]=2049
-	[writeback_sort]=1 [writeback_retries]=6)
+	[writeback_sort]=1 [writeback_retries]=6 [mrc]=on)
 # the read-only files of the sysfs directory (Documentation/vmcache.rst)
 RO_FILES=(version block_size metadata metadata_used metadata_total
 	blocks_total blocks_used blocks_dirty read_hits read_misses write_hits
 	write_misses bypassed promotions demotions writeback_done
 	writeback_inflight writeback_errors cache_errors origin_errors
-	data_loss flush degraded commits seq)
+	data_loss flush degraded commits seq mrc_reads mrc_sample_ppm
+	est_hit_0_5x est_hit_1x est_hit_2x est_hit_4x mrc_curve)
 STATUS_KEYS=(version mode policy block_size metadata metadata_used
 	metadata_total blocks_total blocks_used blocks_dirty read_hits
 	read_misses write_hits write_misses bypassed promotions demotions
 	writeback_done writeback_inflight writeback_errors cache_errors
-	origin_errors data_loss flush degraded commits seq)
+	origin_errors data_loss flush degraded commits seq mrc mrc_reads
+	mrc_sample_ppm est_hit_0_5x est_hit_1x est_hit_2x est_hit_4x)
 
 is_online() { [ "${ONLINE[$1]:-1}" = 1 ]; }
-is_named() { [ "$1" = mode ] || [ "$1" = policy ]; }
+is_named() { [ "$1" = mode ] || [ "$1" = policy ] || [ "$1" = mrc ]; }
 
 P32=4294967296
 NUL='\0000'	# a NUL byte for printf %b (\0 takes up to 3 octal digits)
@@ -356,7 +358,7 @@ group_end() {
 
 # ------------------------------------------------------- table lines
 
-# opts_with [<key> <value>]...: the 26 option words of the live table
+# opts_with [<key> <value>]...: the 28 option words of the live table
 # with the given keys' values replaced
 opts_with() {
 	local -A over=()
@@ -385,11 +387,11 @@ table_argc_cases() { # <runner> <head without options>
 	$run "$h 1 mode"
 	$run "$h 3 mode writeback policy"
 	$run "$h 4 mode writeback"
-	$run "$h 26 $ALL_OPTS extra"
-	$run "$h 26 $(opts_with | cut -d' ' -f1-24)"
+	$run "$h 28 $ALL_OPTS extra"
+	$run "$h 28 $(opts_with | cut -d' ' -f1-26)"
+	$run "$h 29 $ALL_OPTS"
+	$run "$h 30 $ALL_OPTS mode writeback"
 	$run "$h 27 $ALL_OPTS"
-	$run "$h 28 $ALL_OPTS mode writeback"
-	$run "$h 25 $ALL_OPTS"
 	for n in -1 -2 +30 0x2 2.0 two "\\ 2" "2\\ " "$LONG_DIGITS" "$LONG_ALPHA"; do
 		$run "$h $n mode writeback"
 	done
@@ -402,7 +404,7 @@ UNKNOWN_KEYS=(blocksize Block_size MODE Mode mode_ _mode modes writeback
 table_unknown_cases() { # <runner> <head>
 	local run=$1 h=$2 k
 	for k in "${UNKNOWN_KEYS[@]}"; do
-		$run "$h 26 ${ALL_OPTS% must_exist 0} $k 1"
+		$run "$h 28 ${ALL_OPTS% must_exist 0} $k 1"
 	done
 	for k in "${UNKNOWN_KEYS[@]:0:4}"; do
 		$run "$h 2 $k 1"
@@ -414,9 +416,9 @@ table_dup_cases() { # <runner> <head>
 	for t in "${TUNABLES[@]}"; do
 		$run "$h 4 $t ${BASE[$t]} $t ${BASE[$t]}"
 		if [ "$t" = must_exist ]; then
-			$run "$h 26 ${ALL_OPTS#block_size 4096 } $t ${BASE[$t]}"
+			$run "$h 28 ${ALL_OPTS#block_size 4096 } $t ${BASE[$t]}"
 		else
-			$run "$h 26 ${ALL_OPTS% must_exist 0} $t ${BASE[$t]}"
+			$run "$h 28 ${ALL_OPTS% must_exist 0} $t ${BASE[$t]}"
 		fi
 	done
 }
@@ -475,21 +477,21 @@ create_device_cases() {
 reload_device_cases() {
 	local d h="0 $OSZ vmcache"
 	for d in "${NONEXISTENT[@]}"; do
-		try_reload "$h $d $ORIGIN 26 $ALL_OPTS"
-		try_reload "$h $CACHE $d 26 $ALL_OPTS"
+		try_reload "$h $d $ORIGIN 28 $ALL_OPTS"
+		try_reload "$h $CACHE $d 28 $ALL_OPTS"
 	done
-	try_reload "$h $ORIGIN $ORIGIN 26 $ALL_OPTS"
-	try_reload "0 $CSZ vmcache $CACHE $CACHE 26 $ALL_OPTS"
+	try_reload "$h $ORIGIN $ORIGIN 28 $ALL_OPTS"
+	try_reload "0 $CSZ vmcache $CACHE $CACHE 28 $ALL_OPTS"
 	# cache and origin swapped: the live origin named as the cache
-	try_reload "0 $CSZ vmcache $ORIGIN $CACHE 26 $ALL_OPTS"
+	try_reload "0 $CSZ vmcache $ORIGIN $CACHE 28 $ALL_OPTS"
 	try_reload "0 $CSZ vmcache $ORIGIN $CACHE"
 	# the live cache over another origin (recorded origin size differs)
-	try_reload "0 $OSZ2 vmcache $CACHE $ORIGIN2 26 $ALL_OPTS"
+	try_reload "0 $OSZ2 vmcache $CACHE $ORIGIN2 28 $ALL_OPTS"
 	for d in $((OSZ + 8)) $((OSZ - 8)) $((OSZ + 1)) $((OSZ - 1)) 1 $((OSZ * 2)) 18446744073709551615; do
-		try_reload "0 $d vmcache $CACHE $ORIGIN 26 $ALL_OPTS"
+		try_reload "0 $d vmcache $CACHE $ORIGIN 28 $ALL_OPTS"
 	done
-	try_reload "8 $OSZ vmcache $CACHE $ORIGIN 26 $ALL_OPTS"
-	try_reload "0 8 linear $SCRATCH 0"$'\n'"8 $OSZ vmcache $CACHE $ORIGIN 26 $ALL_OPTS"
+	try_reload "8 $OSZ vmcache $CACHE $ORIGIN 28 $ALL_OPTS"
+	try_reload "0 8 linear $SCRATCH 0"$'\n'"8 $OSZ vmcache $CACHE $ORIGIN 28 $ALL_OPTS"
 }
 
 devno() { # <block device>: major:minor
@@ -657,7 +659,7 @@ ktap_print_header
 ktap_set_plan "$PLAN"
 
 wipe_dev "$CACHE" 2
-if dm_create "$NAME" "$LIVE_HEAD 22 $(opts_with | cut -d' ' -f3-24)" &&
+if dm_create "$NAME" "$LIVE_HEAD 24 $(opts_with | cut -d' ' -f3-26)" &&
    write_ref "$tmp/refA" "$A_OFF" && drain && msg invalidate &&
    write_ref "$tmp/refB" "$B_OFF" && [ "$(st blocks_dirty)" -gt 0 ]; then
 	ktap_test_pass "setup: writeback cache, reference data on the origin and dirty in the cache"
@@ -687,7 +689,7 @@ for t in "${TUNABLES[@]}"; do
 	group_begin reload "table reload: bad $t values"
 	bad_values "$t" short
 	for v in "${VALS[@]}"; do
-		try_reload "$LIVE_HEAD 26 $(opts_with "$t" "$v")"
+		try_reload "$LIVE_HEAD 28 $(opts_with "$t" "$v")"
 	done
 	for v in "${VALS[@]:0:2}"; do
 		try_reload "$LIVE_HEAD 2 $t $v"
@@ -707,7 +709,7 @@ group_end
 
 group_begin reload "table reload: crossed watermarks"
 for lo in 1 50 99 100; do
-	try_reload "$LIVE_HEAD 26 $(opts_with writeback_low "$lo" writeback_high $((lo - 1)))"
+	try_reload "$LIVE_HEAD 28 $(opts_with writeback_low "$lo" writeback_high $((lo - 1)))"
 	try_reload "$LIVE_HEAD 4 writeback_high $((lo - 1)) writeback_low $lo"
 done
 try_reload "$LIVE_HEAD 2 writeback_high 9"
@@ -724,9 +726,9 @@ C_HEAD="0 $OSZ2 vmcache $BLANK $ORIGIN2"
 group_begin create "table create: argument counts, unknown and duplicated keys"
 table_argc_cases try_create "$C_HEAD"
 try_create "$C_HEAD 2 colour blue"
-try_create "$C_HEAD 26 ${ALL_OPTS% must_exist 0} colour 1"
+try_create "$C_HEAD 28 ${ALL_OPTS% must_exist 0} colour 1"
 try_create "$C_HEAD 4 mode writeback mode writeback"
-try_create "$C_HEAD 26 ${ALL_OPTS% must_exist 0} mode writeback"
+try_create "$C_HEAD 28 ${ALL_OPTS% must_exist 0} mode writeback"
 group_end blank_still_blank
 
 group_begin create "table create: bad values of every tunable"

@@ -16,6 +16,7 @@
 #include "dm.h"
 #include "json.h"
 #include "metrics.h"
+#include "mrc.h"
 
 /* "253:1" -> "/dev/dm-1" through sysfs, else unchanged */
 static void dev_path(const char *majmin, char *out, size_t len)
@@ -90,6 +91,7 @@ static void print_status(const char *name, const struct vmc_status *st,
 	printf("  writes     %" PRIu64 " hits, %" PRIu64 " misses, hit ratio %s\n",
 	       st->write_hits, st->write_misses,
 	       pct(vmc_ratio(st->write_hits, st->write_misses), p1, sizeof(p1)));
+	vmc_mrc_status_line(stdout, st);
 	printf("  traffic    %" PRIu64 " bypassed, %" PRIu64 " promotions, %" PRIu64
 	       " demotions\n", st->bypassed, st->promotions, st->demotions);
 	printf("  writeback  %" PRIu64 " blocks done (%s), %" PRIu64

@@ -16,6 +16,7 @@ int cmd_create(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_assemble(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_mrc(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_mode(int argc, char **argv);

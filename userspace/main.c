@@ -26,6 +26,7 @@ static const struct cmd {
 	{ "mode", cmd_mode, "switch writethrough/writeback/passthrough online" },
 	{ "flush", cmd_flush, "write back all dirty data, with progress" },
 	{ "watch", cmd_watch, "live rates: IOPS, hit ratio, writeback" },
+	{ "mrc", cmd_mrc, "estimated hit ratio at other cache sizes" },
 	{ "check", cmd_check, "check a cache device's metadata offline" },
 	{ "dump", cmd_dump, "print a cache device's superblock and mappings" },
 	{ "format", cmd_format, "write an empty cache to a device" },

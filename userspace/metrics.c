@@ -224,6 +224,20 @@ static const struct metric metrics[] = {
 	  "Metadata commits." },
 	{ "seq", "vmcache_metadata_seq", "gauge", C_NUM, NULL,
 	  "Sequence number of the last durable commit." },
+	{ "mrc", "vmcache_mrc_enabled", "gauge", C_IS, "on",
+	  "1 while the hit ratio at other cache sizes is estimated (option mrc)." },
+	{ "mrc_reads", "vmcache_mrc_reads_total", "counter", C_NUM, NULL,
+	  "Reads counted by the hit ratio estimate." },
+	{ "mrc_sample_ppm", "vmcache_mrc_sample_ppm", "gauge", C_NUM, NULL,
+	  "Blocks the estimate samples, per million." },
+	{ "est_hit_0_5x", "vmcache_mrc_hit_permille_0_5x", "gauge", C_NUM,
+	  NULL, "Estimated read hit ratio, per mille, at half the cache size." },
+	{ "est_hit_1x", "vmcache_mrc_hit_permille_1x", "gauge", C_NUM,
+	  NULL, "Estimated read hit ratio, per mille, at the cache size." },
+	{ "est_hit_2x", "vmcache_mrc_hit_permille_2x", "gauge", C_NUM,
+	  NULL, "Estimated read hit ratio, per mille, at twice the cache size." },
+	{ "est_hit_4x", "vmcache_mrc_hit_permille_4x", "gauge", C_NUM,
+	  NULL, "Estimated read hit ratio, per mille, at four times the cache size." },
 };
 
 #define LAT_METRIC "vmcache_latency_seconds"

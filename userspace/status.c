@@ -19,10 +19,13 @@ struct status_field {
 	const char *key;
 	enum field_type type;
 	size_t offset;
+	bool mrc;		/* an estimate key: all present or none */
 };
 
-#define U(name) { #name, F_U64, offsetof(struct vmc_status, name) }
-#define W(name) { #name, F_WORD, offsetof(struct vmc_status, name) }
+#define U(name) { #name, F_U64, offsetof(struct vmc_status, name), false }
+#define W(name) { #name, F_WORD, offsetof(struct vmc_status, name), false }
+#define M(key, type, member) \
+	{ key, type, offsetof(struct vmc_status, member), true }
 
 /* Documentation/vmcache.rst, "Status line", in that order */
 static const struct status_field fields[] = {
@@ -33,10 +36,15 @@ static const struct status_field fields[] = {
 	U(writeback_done), U(writeback_inflight), U(writeback_errors),
 	U(cache_errors), U(origin_errors), U(data_loss), W(flush),
 	U(degraded), U(commits), U(seq),
+	M("mrc", F_WORD, mrc), M("mrc_reads", F_U64, mrc_reads),
+	M("mrc_sample_ppm", F_U64, mrc_sample_ppm),
+	M("est_hit_0_5x", F_U64, est_hit[0]), M("est_hit_1x", F_U64, est_hit[1]),
+	M("est_hit_2x", F_U64, est_hit[2]), M("est_hit_4x", F_U64, est_hit[3]),
 };
 
 #undef U
 #undef W
+#undef M
 
 static int set_field(struct vmc_status *st, const struct status_field *f,
 		     const char *val, size_t len, char *err, size_t errlen)
@@ -119,8 +127,11 @@ int vmc_status_parse(const char *line, struct vmc_status *st, char *err,
 			      err, errlen))
 			return -1;
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		if (fields[i].mrc && seen[i])
+			st->has_mrc = true;
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-		if (!seen[i]) {
+		if (!seen[i] && (!fields[i].mrc || st->has_mrc)) {
 			snprintf(err, errlen,
 				 "status line lacks key %s (is the dm-vmcache module older than vmcachectl?)",
 				 fields[i].key);
@@ -135,6 +146,8 @@ void vmc_status_json(struct json *j, const struct vmc_status *st)
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
 		const char *p = (const char *)st + fields[i].offset;
 
+		if (fields[i].mrc && !st->has_mrc)
+			continue;
 		if (fields[i].type == F_WORD)
 			json_str(j, fields[i].key, p);
 		else
@@ -142,6 +155,11 @@ void vmc_status_json(struct json *j, const struct vmc_status *st)
 	}
 	for (size_t i = 0; i < st->nr_extra; i++)
 		json_str(j, st->extra[i].key, st->extra[i].value);
+}
+
+double vmc_est_size(size_t i)
+{
+	return 0.5 * (double)(1u << i);
 }
 
 double vmc_ratio(uint64_t hits, uint64_t misses)

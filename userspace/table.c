@@ -29,6 +29,7 @@ const struct vmc_tunable vmc_tunables[] = {
 	NUM("writeback_floor", 0, 1048576, true),
 	NUM("writeback_sort", 0, 1, true),
 	NUM("writeback_retries", 1, 64, true),
+	ENUM("mrc", "off on"),
 	NUM("must_exist", 0, 1, false),
 };
 

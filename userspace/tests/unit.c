@@ -1211,6 +1211,7 @@ static void test_create_checks(void)
 
 #include "unit_writeback.c"
 #include "unit_metrics.c"
+#include "unit_mrc.c"
 
 /* ---- runner ------------------------------------------------------------ */
 
@@ -1227,6 +1228,10 @@ static const struct {
 	{ "create_arguments", test_create_args },
 	{ "vmcachetab_lines", test_vmcachetab },
 	{ "status_parse", test_status_parse },
+	{ "mrc_status", test_mrc_status },
+	{ "mrc_curve", test_mrc_curve },
+	{ "mrc_output", test_mrc_output },
+	{ "mrc_prometheus", test_mrc_prometheus },
 	{ "json_writer", test_json },
 	{ "prometheus_status_exact", test_prom_status },
 	{ "prometheus_histograms", test_prom_histograms },
