@@ -519,9 +519,10 @@ static int load_metadata(struct vmcache *c, bool bs_given, char **error)
 	int r;
 
 	mutex_lock(&vmc_all_lock);
+	/* live, or suspended with its final commit made: its state is ours */
 	list_for_each_entry(o, &vmc_all, all)
 		if (o != c && dm_table_get_md(o->ti->table) == md &&
-		    READ_ONCE(o->loaded) && !READ_ONCE(o->md_frozen))
+		    READ_ONCE(o->loaded))
 			live = o;
 	if (live)
 		mutex_lock(&live->commit_lock);
