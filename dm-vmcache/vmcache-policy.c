@@ -379,7 +379,7 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
  */
 #define VMC_STREAM_EPOCHS	4
 
-static bool stream_touch(struct vmcache *c, u64 oblock)
+bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock)
 {
 	u32 h = hash_64(oblock ^ 0x5bd1e995, 32);
 	u8 *stamp = &c->stream_stamp[h & c->promote_mask];
@@ -394,11 +394,6 @@ static bool stream_touch(struct vmcache *c, u64 oblock)
 	       (c->stream_epoch + 15 - epoch) % 15 < VMC_STREAM_EPOCHS;
 	*stamp = c->stream_epoch << 4 | tag;
 	return seen;
-}
-
-bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock)
-{
-	return stream_touch(c, oblock);
 }
 
 bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
