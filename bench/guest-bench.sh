@@ -364,7 +364,7 @@ vmc_make() { # <option words...>: b_vmc over a wiped fast device and the origin
 	dmsetup create b_vmc --table "0 $OSZ vmcache $FAST $ORIGIN $# $*" || return 1
 	wait_for_dev /dev/mapper/b_vmc >/dev/null
 }
-WB_HELD="writeback_low 100 writeback_high 100 max_dirty_age 0"
+WB_HELD=(writeback_low 100 writeback_high 100 max_dirty_age 0)
 
 # wait_until <seconds> <command...>: poll every 50 ms; 1 on timeout
 wait_until() {
@@ -377,6 +377,9 @@ wait_until() {
 	done
 }
 vmc_drained() { [ "$(vmc_st blocks_dirty)" -eq 0 ] && [ "$(vmc_st flush)" = idle ]; }
+wc_drained() { [ "$(wc_dirty)" -eq 0 ]; }
+dmcache_drained() { [ "$(dmcache_dirty)" -eq 0 ]; }
+bcache_clean() { [ "$(cat /sys/block/bcache0/bcache/state)" = clean ]; }
 
 # wb_case <name> <sort 0|1> <area MiB> <dirty MiB> <offset MiB>: dirty
 # <dirty MiB> of distinct random 4 KiB blocks in the area with writeback
@@ -385,7 +388,7 @@ vmc_drained() { [ "$(vmc_st blocks_dirty)" -eq 0 ] && [ "$(vmc_st flush)" = idle
 # the cache).
 wb_case() {
 	local name=$1 sort=$2 area=$3 dirty=$4 off=$5 t0 ms n done_
-	vmc_make mode writeback sequential_cutoff 0 $WB_HELD writeback_sort "$sort" || return 1
+	vmc_make mode writeback sequential_cutoff 0 "${WB_HELD[@]}" writeback_sort "$sort" || return 1
 	# same seed every time: the same blocks for sort 1 and 0
 	fio_run /dev/mapper/b_vmc --rw=randwrite --bs=4k --iodepth=16 \
 		--offset="${off}M" --size="${area}M" --io_size="${dirty}M" --randseed=7 >/dev/null
@@ -467,7 +470,7 @@ wbactive_case() {
 
 wbactive_bench() {
 	say "== randwrite with writeback held off / running (dm-vmcache, issue 10)"
-	wbactive_case held $WB_HELD
+	wbactive_case held "${WB_HELD[@]}"
 	# the defaults (low 10, high 50): the dirty level (about 35%) is
 	# between the watermarks, writeback runs at a proportional rate
 	wbactive_case active writeback_low 10 writeback_high 50
@@ -546,7 +549,7 @@ drain_target() {
 	say "== drain: $t"
 	case $t in
 	vmcache-wb)
-		vmc_make mode writeback sequential_cutoff 0 $WB_HELD || return 1
+		vmc_make mode writeback sequential_cutoff 0 "${WB_HELD[@]}" || return 1
 		dev=/dev/mapper/b_vmc note="flush message"
 		;;
 	dm-writecache)
@@ -583,13 +586,13 @@ drain_target() {
 		;;
 	dm-writecache)
 		dmsetup message b_wc 0 flush
-		wait_until "$DRAIN_TIMEOUT" eval '[ "$(wc_dirty)" -eq 0 ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" wc_drained || ok=0
 		;;
 	dm-cache)
 		dmsetup suspend b_dmcache &&
 			dmsetup reload b_dmcache --table "0 $OSZ cache $META $FAST $ORIGIN 64 1 writeback cleaner 0" &&
 			dmsetup resume b_dmcache || ok=0
-		wait_until "$DRAIN_TIMEOUT" eval '[ "$(dmcache_dirty)" -eq 0 ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" dmcache_drained || ok=0
 		;;
 	bcache)
 		local b=/sys/block/bcache0/bcache
@@ -597,7 +600,7 @@ drain_target() {
 		echo 0 >$b/writeback_delay
 		echo 1000000 >$b/writeback_rate_minimum 2>/dev/null
 		echo 1 >$b/writeback_running
-		wait_until "$DRAIN_TIMEOUT" eval '[ "$(cat $b/state)" = clean ]' || ok=0
+		wait_until "$DRAIN_TIMEOUT" bcache_clean || ok=0
 		;;
 	esac
 	ms=$(($(now_ms) - t0))

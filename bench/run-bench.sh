@@ -105,7 +105,8 @@ awk '
 	function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
 ' "$raw" >"$dat"
 
-# awk helpers shared by the tables below
+# awk helpers shared by the tables below (awk code: no shell expansion)
+# shellcheck disable=SC2016
 AWKLIB='
 	function r(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
 	function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (i > from ? " " : "") $i; return s }
