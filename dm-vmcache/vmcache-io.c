@@ -19,6 +19,7 @@
 #include <linux/blkdev.h>
 #include <linux/hash.h>
 #include <linux/jiffies.h>
+#include "vmcache-crc.h"
 #include "vmcache-io.h"
 #include "vmcache-mrc.h"
 #include "vmcache-policy.h"
@@ -201,8 +202,19 @@ static void release_held(struct vmcache *c, struct bio_list *held, int r)
 	struct bio *bio;
 
 	while ((bio = bio_list_pop(held))) {
-		struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+		struct vmc_bio *pb;
 
+		/* a checksummed copy (data_crc): ours, not dm's */
+		if (vmc_crc_is_bounce(bio)) {
+			if (r) {
+				bio->bi_status = BLK_STS_IOERR;
+				bio_endio(bio);
+			} else {
+				submit_bio_noacct(bio);
+			}
+			continue;
+		}
+		pb = dm_per_bio_data(bio, sizeof(*pb));
 		if (r) {
 			bio->bi_status = BLK_STS_IOERR;
 			bio_endio(bio);
@@ -1089,10 +1101,11 @@ enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE };
  *    write (plan_write_run);
  *  - anything else is cut at the block end and mapped block by block.
  * The rest comes back here either way.  Counters count blocks.  Returns
- * true when (a prefix of) the bio was remapped.
+ * true when (a prefix of) the bio was remapped (*@taken: and taken to be
+ * sent later, a write run to checksum).
  */
 static bool map_across_blocks(struct vmcache *c, struct bio *bio,
-			      bool is_write)
+			      bool is_write, bool *taken)
 {
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
@@ -1129,8 +1142,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			n = plan_fill_run(c, bio, s, first, last, &need_commit);
 		if (n)
 			seq = false;	/* counted as misses, not bypassed */
-		/* a polled bio must complete where dm polls: no overlays */
-		else if (is_write || polled)
+		/*
+		 * A polled bio must complete where dm polls: no overlays.
+		 * With data_crc dirty data is read (and checked) as hits.
+		 */
+		else if (is_write || polled || c->data_crc)
 			n = origin_run(c, first, last, is_write);
 		else
 			n = plan_overlays(c, bio, s, first, last, &hits);
@@ -1187,6 +1203,10 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		remap(c, bio, true, cb, s & (bs - 1));
 		break;
 	}
+	if (kind == RUN_WRITE && c->data_crc) {
+		vmc_crc_defer(c, bio);
+		*taken = true;
+	}
 	return true;
 }
 
@@ -1195,6 +1215,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	struct vmcache *c = ti->private;
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	bool need_commit = false, wait_commit = false, is_write, seq, fresh;
+	bool taken = false;
 	enum vmc_state st = ST_INVALID;
 	enum vmc_route route;
 	struct vmc_req rq;
@@ -1227,8 +1248,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	/* a read hit says so below; everything else is known here */
 	pb->lat_class = is_write ? VMC_LAT_WRITE : VMC_LAT_READ_MISS;
 	pb->lat_start = vmc_now_us();
-	if (map_across_blocks(c, bio, is_write))
-		return DM_MAPIO_REMAPPED;
+	if (map_across_blocks(c, bio, is_write, &taken))
+		return taken ? DM_MAPIO_SUBMITTED : DM_MAPIO_REMAPPED;
 	describe(c, bio, &rq);
 	/* a partial block at the end of the origin is never cached */
 	if (rq.oblock >= c->origin_sectors >> c->block_shift) {
@@ -1279,7 +1300,11 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		 * eviction).  Record it dirty first, and wait until the disk
 		 * says so if it does not yet.
 		 */
-		if (route == R_CACHE_WRITE && st >= ST_CLEAN) {
+		if (route == R_CACHE_WRITE && c->data_crc) {
+			/* vmcache-crc.c records it, with its checksums */
+			if (st >= ST_CLEAN)
+				pb->flags |= VMC_PB_CRC;
+		} else if (route == R_CACHE_WRITE && st >= ST_CLEAN) {
 			vmc_policy_set_dirty(c, idx, rq.touched);
 			/* (failed metadata: no commit will come, flushes fail) */
 			if ((rq.touched & ~b->ddirty) &&
@@ -1327,6 +1352,10 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	case R_ORIGIN:
 		remap(c, bio, false, 0, 0);
 		break;
+	}
+	if (route == R_CACHE_WRITE && c->data_crc) {
+		vmc_crc_defer(c, bio);
+		return DM_MAPIO_SUBMITTED;
 	}
 	if (wait_commit) {
 		if (route == R_BOTH_WRITE)
@@ -1403,9 +1432,8 @@ static int overlay_end_io(struct vmcache *c, struct bio *bio,
 	return DM_ENDIO_INCOMPLETE;
 }
 
-int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 {
-	struct vmcache *c = ti->private;
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	bool cache_err = false, retry = false, ok;
 	struct vmc_block *b;
@@ -1503,6 +1531,33 @@ int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	}
 	lat_done(c, pb);
 	return DM_ENDIO_DONE;
+}
+
+/*
+ * data_crc: a read hit of dirty data is checked (vmcache-crc.c) before it
+ * completes; one that fails its checksum fails with EIO.
+ */
+int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+{
+	struct vmcache *c = ti->private;
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	bool bad = false;
+	int r;
+
+	if (!*error && vmc_crc_read_needs_check(c, bio)) {
+		vmc_crc_defer(c, bio);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	/* the cache read itself went well: complete it as such, then fail */
+	if (*error == BLK_STS_PROTECTION && (pb->flags & VMC_PB_CRC) &&
+	    !op_is_write(bio_op(bio))) {
+		*error = BLK_STS_OK;
+		bad = true;
+	}
+	r = end_io(c, bio, error);
+	if (r == DM_ENDIO_DONE && bad)
+		*error = BLK_STS_IOERR;
+	return r;
 }
 
 size_t vmc_own_bio_front_pad(void)

@@ -31,6 +31,7 @@
 #include <linux/ktime.h>
 #include <linux/random.h>
 #include <linux/vmalloc.h>
+#include "vmcache-crc.h"
 #include "vmcache-metadata.h"
 #include "vmcache-policy.h"
 
@@ -136,6 +137,8 @@ static void sb_fill(struct vmcache *c, struct vmc_superblock *sb, u32 slot,
 	sb->location = cpu_to_le64((u64)slot * VMC_PAGE_SECTORS);
 	sb->magic = cpu_to_le64(VMC_MAGIC);
 	sb->version = cpu_to_le32(VMC_VERSION);
+	if (c->data_crc)
+		sb->incompat = cpu_to_le64(VMC_FEATURE_INCOMPAT_DATA_CRC);
 	sb->mode = cpu_to_le32(c->tun[VMC_T_MODE]);
 	sb->seq = cpu_to_le64(seq);
 	memcpy(sb->uuid, c->uuid, sizeof(sb->uuid));
@@ -161,10 +164,17 @@ static int set_geometry(struct vmcache *c, u32 block_size, u64 cache_sectors,
 		*error = "Invalid block size";
 		return -EINVAL;
 	}
+	/* a sub-block is then one sector: no write covers part of one */
+	if (c->data_crc && block_size != VMC_BLOCK_SIZE_MIN) {
+		*error = "data_crc needs block_size 4096";
+		return -EINVAL;
+	}
 	c->tun[VMC_T_BLOCK_SIZE] = block_size;
+	c->tun[VMC_T_DATA_CRC] = c->data_crc;
 	c->block_shift = ilog2(block_size >> SECTOR_SHIFT);
 	c->sub_shift = c->block_shift - ilog2(VMC_SUBBLOCKS);
-	vmc_compute_layout(cache_sectors, block_size, &c->layout);
+	vmc_compute_layout_crc(cache_sectors, block_size, c->data_crc,
+			       &c->layout);
 	if (c->layout.nr_blocks < VMC_MIN_BLOCKS) {
 		*error = "Cache device too small";
 		return -EINVAL;
@@ -192,6 +202,8 @@ static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
 		if ((b->flags & VMC_B_MAPPED) && b->valid) {
 			u64 e = vmc_entry_pack(b->oblock, b->valid, b->dirty);
 
+			if (b->flags & VMC_B_NOCRC)
+				e |= VMC_ENTRY_NOCRC;
 			mp->entries[i] = cpu_to_le64(e);
 			b->ddirty &= b->dirty;
 		} else {
@@ -258,6 +270,8 @@ static int format_blank(struct vmcache *c, struct vmc_superblock *sb, char **err
 			r = md_rw(c, REQ_OP_WRITE, c->staging,
 				  vmc_mpage_sector(&c->layout, 0, p), n);
 	}
+	if (!r && c->data_crc)
+		r = vmc_crc_format(c);
 	if (r) {
 		*error = "Cannot format cache device (write error)";
 		return r;
@@ -287,6 +301,7 @@ static int check_sb(struct vmcache *c, struct vmc_superblock *sb,
 		*error = "Block size differs from the one on the cache device";
 		return -EINVAL;
 	}
+	c->data_crc = le64_to_cpu(sb->incompat) & VMC_FEATURE_INCOMPAT_DATA_CRC;
 	if (cache_sectors > bdev_nr_sectors(c->cache_dev->bdev)) {
 		*error = "Cache device is smaller than when it was formatted";
 		return -EINVAL;
@@ -369,7 +384,7 @@ static int alloc_sbs(struct vmc_superblock **sb, char **error)
 }
 
 int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
-		char **error)
+		int data_crc, char **error)
 {
 	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
 	bool blank;
@@ -401,6 +416,7 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 			r = -ENODEV;
 			goto out;
 		}
+		c->data_crc = data_crc > 0;
 		r = set_geometry(c, block_size ?: c->tun[VMC_T_BLOCK_SIZE],
 				 bdev_nr_sectors(c->cache_dev->bdev), error);
 		if (!r)
@@ -414,6 +430,13 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 		goto out;
 	}
 	r = check_sb(c, sb[best], block_size, error);
+	/* the format decides; conversion is not supported */
+	if (!r && data_crc >= 0 && data_crc != c->data_crc) {
+		*error = c->data_crc ?
+			 "Cache device was formatted with data_crc 1" :
+			 "Cache device was formatted without data_crc (format a new cache to use it)";
+		r = -EINVAL;
+	}
 	if (!r)
 		r = vmc_md_alloc_staging(c, error);
 out:
@@ -436,7 +459,7 @@ static int vmc_md_alloc_staging(struct vmcache *c, char **error)
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
-	return 0;
+	return vmc_crc_init(c, error);
 }
 
 /* ------------------------------------------------------------------ */
@@ -469,8 +492,9 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 		if (!e)
 			continue;
 		if (cb >= c->nr_blocks || !valid ||
-		    (e & VMC_ENTRY_RESERVED_MASK) || (dirty & ~valid) ||
-		    ob >= oblocks) {
+		    (e & VMC_ENTRY_RESERVED_MASK &
+		     ~(c->data_crc ? VMC_ENTRY_NOCRC : 0)) ||
+		    (dirty & ~valid) || ob >= oblocks) {
 			*error = "Corrupt mapping entry";
 			return -EINVAL;
 		}
@@ -479,6 +503,8 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 			return -EINVAL;
 		}
 		vmc_policy_load(c, cb, ob, valid, dirty);
+		if (e & VMC_ENTRY_NOCRC)
+			c->blocks[cb].flags |= VMC_B_NOCRC;
 		*nr_valid += 1;
 		*nr_dirty += !!dirty;
 	}
@@ -490,7 +516,7 @@ static int reread_sb(struct vmcache *c, char **error)
 {
 	struct vmc_superblock *sb[VMC_SB_SLOTS] = { NULL, NULL };
 	u32 nr_blocks = c->nr_blocks, flags;
-	bool blank;
+	bool blank, data_crc = c->data_crc;
 	int r, best;
 
 	r = alloc_sbs(sb, error);
@@ -505,7 +531,7 @@ static int reread_sb(struct vmcache *c, char **error)
 	if (r < 0)
 		goto out;
 	r = check_sb(c, sb[best], c->tun[VMC_T_BLOCK_SIZE], error);
-	if (!r && c->nr_blocks != nr_blocks) {
+	if (!r && (c->nr_blocks != nr_blocks || c->data_crc != data_crc)) {
 		*error = "Cache geometry changed under the table";
 		r = -EINVAL;
 	}
@@ -537,6 +563,9 @@ static u32 recover_flux(struct vmcache *c)
 
 		if ((b->flags & VMC_B_MAPPED) && (b->valid & ~b->dirty)) {
 			vmc_policy_set_dirty(c, i, b->valid);
+			/* no checksum covers the data made dirty here */
+			if (c->data_crc)
+				b->flags |= VMC_B_NOCRC;
 			n++;
 		}
 		if (!(i % VMC_SCAN_STEP))
@@ -547,7 +576,7 @@ static u32 recover_flux(struct vmcache *c)
 
 int vmc_md_load(struct vmcache *c, char **error)
 {
-	unsigned long *leftover;
+	unsigned long *leftover, *suspect;
 	void *b_copy = NULL;
 	u64 nr_dirty = 0, nr_valid = 0;
 	u32 p, n, i;
@@ -556,11 +585,14 @@ int vmc_md_load(struct vmcache *c, char **error)
 	r = reread_sb(c, error);
 	if (r)
 		return r;
+	vmc_crc_forget(c);
 	b_copy = vmalloc((size_t)VMC_LOAD_CHUNK * VMC_PAGE_SIZE);
 	leftover = bitmap_zalloc(c->layout.nr_mpages, GFP_KERNEL);
-	if (!b_copy || !leftover) {
+	suspect = bitmap_zalloc(c->layout.nr_mpages, GFP_KERNEL);
+	if (!b_copy || !leftover || !suspect) {
 		vfree(b_copy);
 		bitmap_free(leftover);
+		bitmap_free(suspect);
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
@@ -594,6 +626,15 @@ int vmc_md_load(struct vmcache *c, char **error)
 			}
 			if (va == MP_LEFTOVER || vb == MP_LEFTOVER)
 				set_bit(p + i, leftover);
+			/*
+			 * A commit that never finished may have left CRC
+			 * pages of these blocks: it wrote (leftover) or tore
+			 * (bad, not zero) a copy of this mapping page first.
+			 */
+			if (va == MP_LEFTOVER || vb == MP_LEFTOVER ||
+			    (va == MP_BAD && memchr_inv(a, 0, VMC_PAGE_SIZE)) ||
+			    (vb == MP_BAD && memchr_inv(b, 0, VMC_PAGE_SIZE)))
+				set_bit(p + i, suspect);
 			if (vb == MP_GOOD && (va != MP_GOOD ||
 					      le64_to_cpu(b->hdr.seq) >
 					      le64_to_cpu(a->hdr.seq))) {
@@ -615,6 +656,9 @@ int vmc_md_load(struct vmcache *c, char **error)
 	/* the policy marked what it loaded; only these need writing */
 	bitmap_copy(c->mpage_dirty, leftover, c->layout.nr_mpages);
 	bitmap_free(leftover);
+	if (!r)
+		r = vmc_crc_load_suspect(c, suspect, error);
+	bitmap_free(suspect);
 	/*
 	 * A reload's constructor: FLUX is the live table's, not a crash's.
 	 * live_sibling stays set only when recovery was skipped, so that the
@@ -801,11 +845,20 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	/* suspended after its final commit: a reload may be reading */
 	if (c->md_frozen)
 		return 0;
-	spin_lock_irq(&c->lock);
+	/* room to snapshot every changed CRC page in the same lock hold */
+	for (;;) {
+		r = vmc_crc_stage_prepare(c);
+		spin_lock_irq(&c->lock);
+		if (r || vmc_crc_stage_fits(c))
+			break;
+		spin_unlock_irq(&c->lock);
+	}
 	bio_list_merge(waiting, &c->commit_wait);
 	bio_list_init(&c->commit_wait);
-	if (c->md_state != VMC_MD_OK) {
+	if (c->md_state != VMC_MD_OK || r) {
 		spin_unlock_irq(&c->lock);
+		if (r)
+			set_md_state(c, VMC_MD_FAIL);
 		return -EIO;
 	}
 	pending = c->lists[VMC_LIST_PENDING].count;
@@ -821,10 +874,13 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	bitmap_zero(c->mpage_dirty, nr_pages);
 	for_each_set_bit(p, c->mpage_writing, nr_pages)
 		encode_mpage(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
+	vmc_crc_stage(c);
 	spin_unlock_irq(&c->lock);
 
 	seq = c->seq + 1;
 	r = write_pages(c, seq);
+	if (!r)
+		r = vmc_crc_write(c, seq);
 	/* an origin we cannot flush may hold older data than clean blocks */
 	*origin_err = flush_origin(c);
 	if (*origin_err)
@@ -844,6 +900,7 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 		bitmap_or(c->mpage_dirty, c->mpage_dirty, c->mpage_writing,
 			  nr_pages);
 		spin_unlock_irq(&c->lock);
+		vmc_crc_committed(c, false);
 		vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
 		set_md_state(c, VMC_MD_FAIL);
 		return r;
@@ -860,6 +917,7 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 		c->flux_ondisk = true;
 	vmc_policy_release_pending(c, pending);
 	spin_unlock_irq(&c->lock);
+	vmc_crc_committed(c, true);
 	return 0;
 }
 
@@ -900,6 +958,7 @@ int vmc_md_flush(struct vmcache *c, struct bio_list *waiting)
 
 void vmc_md_close(struct vmcache *c)
 {
+	vmc_crc_destroy(c);
 	vfree(c->staging);
 	c->staging = NULL;
 	vfree(c->sb_buf);

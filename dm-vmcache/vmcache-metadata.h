@@ -11,11 +11,12 @@
 
 /*
  * Read the superblocks; format a blank device unless @must_exist.  Sets the
- * geometry in @c.  @block_size is the table's request (0: none).  On failure
+ * geometry in @c.  @block_size is the table's request (0: none), @data_crc
+ * too (-1: none; a blank device is formatted with it).  On failure
  * *error names the reason.
  */
 int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
-		char **error);
+		int data_crc, char **error);
 
 /* Rebuild the in-memory mappings from the newest commit. */
 int vmc_md_load(struct vmcache *c, char **error);

@@ -207,7 +207,7 @@ void vmc_policy_unmap(struct vmcache *c, u32 idx)
 		c->nr_valid_blocks--;
 	b->valid = 0;
 	b->dirty = 0;
-	b->flags &= ~(VMC_B_MAPPED | VMC_B_REDIRTY);
+	b->flags &= ~(VMC_B_MAPPED | VMC_B_REDIRTY | VMC_B_NOCRC);
 	c->nr_mapped--;
 	vmc_list_move(c, idx, VMC_LIST_PENDING, true);
 	vmc_mark_mpage(c, idx);
@@ -340,6 +340,8 @@ void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask)
 	vmc_mark_mpage(c, idx);
 	if (b->dirty)
 		return;
+	/* clean again: its next dirty data is checksummed (data_crc) */
+	b->flags &= ~VMC_B_NOCRC;
 	c->nr_dirty--;
 	vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
 }

@@ -32,6 +32,7 @@ static const char * const status_keys[] = {
 	"writeback_errors", "cache_errors", "origin_errors", "data_loss",
 	"flush", "degraded", "commits", "seq", "mrc_reads", "mrc_sample_ppm",
 	"est_hit_0_5x", "est_hit_1x", "est_hit_2x", "est_hit_4x",
+	"crc_errors",
 };
 
 /* the estimated hit ratio curve (vmcache-mrc.c) */

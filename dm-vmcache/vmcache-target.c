@@ -11,6 +11,7 @@
 #include <linux/init.h>
 #include <linux/vmalloc.h>
 #include "vmcache.h"
+#include "vmcache-crc.h"
 #include "vmcache-io.h"
 #include "vmcache-metadata.h"
 #include "vmcache-mrc.h"
@@ -65,6 +66,8 @@ const struct vmc_tunable_desc vmc_tunables[VMC_NR_TUNABLES] = {
 		"mrc must be on or off" },
 	[VMC_T_MUST_EXIST] = { "must_exist", 0, 1, false, NULL,
 		"must_exist must be 0 or 1" },
+	[VMC_T_DATA_CRC] = { "data_crc", 0, 1, false, NULL,
+		"data_crc must be 0 or 1" },
 };
 
 unsigned int vmc_defaults[VMC_NR_TUNABLES] = {
@@ -82,6 +85,7 @@ unsigned int vmc_defaults[VMC_NR_TUNABLES] = {
 	[VMC_T_WB_RETRIES] = 8,
 	[VMC_T_MRC] = 1,
 	[VMC_T_MUST_EXIST] = 0,
+	[VMC_T_DATA_CRC] = 0,
 };
 
 const char * const vmc_stat_names[VMC_NR_STATS] = {
@@ -98,6 +102,7 @@ const char * const vmc_stat_names[VMC_NR_STATS] = {
 	[VMC_S_ORIGIN_ERRORS] = "origin_errors",
 	[VMC_S_DATA_LOSS] = "data_loss",
 	[VMC_S_COMMITS] = "commits",
+	[VMC_S_CRC_ERRORS] = "crc_errors",
 };
 
 /* ------------------------------------------------------------------ */
@@ -343,7 +348,7 @@ unsigned int vmc_status_pairs(struct vmcache *c, char *buf, size_t len,
 	     sep, c->tun[VMC_T_BLOCK_SIZE], sep, md_state_name(c));
 	EMIT("%smetadata_used=%u%smetadata_total=%u", sep,
 	     VMC_SB_SLOTS + mpages_used(c), sep,
-	     VMC_SB_SLOTS + 2 * c->layout.nr_mpages);
+	     VMC_SB_SLOTS + 2 * c->layout.nr_mpages + 2 * c->layout.nr_cpages);
 	EMIT("%sblocks_total=%u%sblocks_used=%u%sblocks_dirty=%u", sep,
 	     c->nr_blocks, sep, READ_ONCE(c->nr_valid_blocks), sep,
 	     READ_ONCE(c->nr_dirty));
@@ -358,6 +363,8 @@ unsigned int vmc_status_pairs(struct vmcache *c, char *buf, size_t len,
 	     c->degraded || c->origin_failing, sep,
 	     vmc_stat_read(c, VMC_S_COMMITS), sep, c->seq);
 	sz += vmc_mrc_status(c->mrc, buf + sz, len - sz, sep);
+	EMIT("%sdata_crc=%d%scrc_errors=%llu", sep, c->data_crc, sep,
+	     vmc_stat_read(c, VMC_S_CRC_ERRORS));
 #undef EMIT
 	return sz;
 }
@@ -512,7 +519,7 @@ static int origin_fits(struct vmcache *c, unsigned int block_shift,
  * the read is never torn by them and never mistaken for damage.  Holding
  * vmc_all_lock keeps that table from being destroyed under us.
  */
-static int load_metadata(struct vmcache *c, bool bs_given, char **error)
+static int load_metadata(struct vmcache *c, const bool *given, char **error)
 {
 	struct mapped_device *md = dm_table_get_md(c->ti->table);
 	struct vmcache *o, *live = NULL;
@@ -532,7 +539,10 @@ static int load_metadata(struct vmcache *c, bool bs_given, char **error)
 			error);
 	if (!r)
 		r = vmc_md_open(c, c->tun[VMC_T_MUST_EXIST],
-				bs_given ? c->tun[VMC_T_BLOCK_SIZE] : 0, error);
+				given[VMC_T_BLOCK_SIZE] ?
+				c->tun[VMC_T_BLOCK_SIZE] : 0,
+				given[VMC_T_DATA_CRC] ?
+				(int)c->tun[VMC_T_DATA_CRC] : -1, error);
 	if (!r)
 		r = origin_fits(c, c->block_shift, error);
 	/*
@@ -749,6 +759,10 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	spin_lock_init(&c->lock);
 	spin_lock_init(&c->defer_lock);
 	mutex_init(&c->commit_lock);
+	mutex_init(&c->crc_load_lock);
+	bio_list_init(&c->crc_bios);
+	bio_list_init(&c->crc_parked);
+	INIT_WORK(&c->crc_work, vmc_crc_work);
 	bio_list_init(&c->flush_bios);
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->commit_wait);
@@ -782,7 +796,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = parse_options(c, &as, given, &ti->error);
 	/* loaded here for precise errors, refreshed at the first resume */
 	if (!r)
-		r = load_metadata(c, given[VMC_T_BLOCK_SIZE], &ti->error);
+		r = load_metadata(c, given, &ti->error);
 	if (r)
 		goto bad;
 

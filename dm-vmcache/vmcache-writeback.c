@@ -47,6 +47,7 @@
 #include <linux/sort.h>
 #include <linux/vmalloc.h>
 #include "vmcache-writeback.h"
+#include "vmcache-crc.h"
 #include "vmcache-policy.h"
 #include "vmcache-io.h"
 
@@ -606,6 +607,32 @@ static void note_success(struct vmcache *c)
 	}
 }
 
+/*
+ * data_crc: the sub-blocks whose copy fails its checksum are never written
+ * to the origin; they lose their dirty data (lost).  Returns false when
+ * any did: the job writes nothing, its other blocks are copied alone.
+ */
+static bool crc_ok(struct vmcache *c, struct vmc_wb_job *j)
+{
+	u32 i, off = 0;
+	bool ok = true;
+
+	for (i = 0; c->data_crc && i < j->nr_items; i++) {
+		struct vmc_wb_item *it = &j->items[i];
+
+		it->lost = vmc_crc_check_buf(c, it->cblock, it->mask,
+					     j->buf + ((size_t)off << SECTOR_SHIFT));
+		ok &= !it->lost;
+		off += hweight8(it->mask) << c->sub_shift;
+	}
+	if (ok)
+		return true;
+	c->wb_copying -= j->nr_items;
+	for (i = 0; i < j->nr_items; i++)
+		j->items[i].retry = !j->items[i].lost;
+	return false;
+}
+
 /* a job's read or write completed */
 static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 		     struct list_head *ended)
@@ -613,7 +640,10 @@ static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 	u32 i;
 
 	if (j->stage == JOB_READING && !j->read_err) {
-		start_write(c, j);
+		if (crc_ok(c, j))
+			start_write(c, j);
+		else
+			list_add_tail(&j->node, ended);
 		return;
 	}
 	c->wb_copying -= j->nr_items;

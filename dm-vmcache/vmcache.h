@@ -38,6 +38,7 @@ enum vmc_list_id {
 #define VMC_B_WB	BIT(1)	/* writeback in flight */
 #define VMC_B_REDIRTY	BIT(2)	/* written while being written back */
 #define VMC_B_ALONE	BIT(3)	/* a merged copy failed to read: copy alone */
+#define VMC_B_NOCRC	BIT(4)	/* data_crc: dirty data without checksums */
 
 struct vmc_block {
 	u64 oblock;		/* origin block when mapped */
@@ -88,6 +89,7 @@ enum vmc_tunable {
 	VMC_T_WB_RETRIES,
 	VMC_T_MRC,
 	VMC_T_MUST_EXIST,
+	VMC_T_DATA_CRC,
 	VMC_NR_TUNABLES
 };
 
@@ -117,6 +119,7 @@ enum vmc_stat {
 	VMC_S_ORIGIN_ERRORS,
 	VMC_S_DATA_LOSS,
 	VMC_S_COMMITS,
+	VMC_S_CRC_ERRORS,
 	VMC_NR_STATS
 };
 
@@ -176,6 +179,7 @@ enum { VMC_WB_FLUSH_IDLE, VMC_WB_FLUSH_BUSY, VMC_WB_FLUSH_DONE };
 struct vmc_wb_pick;
 struct vmc_sysfs_dir;
 struct vmc_mrc;
+struct vmc_cpage_mem;
 
 struct vmcache {
 	struct dm_target *ti;
@@ -287,6 +291,23 @@ struct vmcache {
 
 	struct bio_set bs;
 
+	/*
+	 * Data checksums (vmcache-crc.c), data_crc caches only: CRC pages
+	 * are read on demand; the pointers, the counts and the page
+	 * contents are under c->lock, the bitmaps as their mapping twins.
+	 */
+	bool data_crc;
+	struct vmc_cpage_mem **cpages;	/* loaded CRC pages, or NULL */
+	unsigned long *cpage_dirty;	/* changed since the last commit */
+	unsigned long *cpage_writing;	/* in the commit under way */
+	u32 cpages_loaded, cpages_changed, cpage_hand;
+	void *cstaging;			/* encoded CRC pages of a commit */
+	u32 cstaging_pages;
+	struct mutex crc_load_lock;	/* one page read at a time */
+	struct bio_list crc_bios;	/* for crc_work (defer_lock) */
+	struct bio_list crc_parked;	/* writes waiting for a busy sector */
+	struct work_struct crc_work;
+
 	/* sysfs: a directory from resume to suspend */
 	struct vmc_sysfs_dir *sysfs;
 	struct vmc_mrc *mrc;		/* hit ratio at other sizes (leaf lock) */
@@ -329,6 +350,11 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 #define VMC_PB_FILL_RUN	BIT(12)	/* read miss of blocks ob_first.. to fill */
 #define VMC_PB_HIT_RUN	BIT(13)	/* read of blocks ob_first.. at cblock.. */
 #define VMC_PB_WRITE_RUN BIT(14) /* write of new blocks ob_first.. at cblock.. */
+/*
+ * data_crc: a cache write over valid sub-blocks; a read hit whose data was
+ * checked (completed with BLK_STS_PROTECTION when it did not match)
+ */
+#define VMC_PB_CRC	BIT(15)
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

@@ -11,6 +11,8 @@
  *   page 0, 1         superblock slots 0 and 1 (written alternately)
  *   page 2 ...        mapping area A: nr_mpages pages
  *   ...               mapping area B: nr_mpages pages (shadow copies)
+ *   ...               with VMC_FEATURE_INCOMPAT_DATA_CRC only: CRC area A
+ *                     (nr_cpages pages), then CRC area B (shadow copies)
  *   data_start ...    nr_blocks cache blocks of block_size bytes
  *
  * Each mapping page holds VMC_ENTRIES_PER_PAGE 8-byte entries, one per
@@ -79,10 +81,17 @@
  */
 #define VMC_SB_FLUX		0x4u
 
-/* feature words: none defined yet; unknown incompat bits refuse to load */
+/*
+ * Incompatible feature: a CRC-32C per dirty sub-block of data ("data_crc
+ * 1"), in a CRC area after mapping area B, and the NOCRC bit in mapping
+ * entries.  Requires 4096-byte blocks (a sub-block is one 512-byte sector).
+ */
+#define VMC_FEATURE_INCOMPAT_DATA_CRC	0x1ULL
+
+/* feature words; unknown incompat bits refuse to load */
 #define VMC_FEATURE_COMPAT_SUPP		0ULL
 #define VMC_FEATURE_COMPAT_RO_SUPP	0ULL
-#define VMC_FEATURE_INCOMPAT_SUPP	0ULL
+#define VMC_FEATURE_INCOMPAT_SUPP	VMC_FEATURE_INCOMPAT_DATA_CRC
 
 /* cache mode recorded in the superblock (informational, the table rules) */
 enum vmc_mode {
@@ -131,7 +140,10 @@ struct vmc_mpage_header {
  *   bits  0..39  origin block number
  *   bits 40..47  valid sub-block mask
  *   bits 48..55  dirty sub-block mask (always a subset of valid)
- *   bits 56..63  reserved, zero
+ *   bit  56      NOCRC (data_crc caches only, else zero): the block's
+ *                dirty data has no checksum (made dirty by the recovery
+ *                of a power cut in FLUX); cleared when it is clean again
+ *   bits 57..63  reserved, zero
  * An entry with a zero valid mask maps nothing.
  */
 #define VMC_ENTRY_OBLOCK_BITS	40
@@ -139,6 +151,7 @@ struct vmc_mpage_header {
 #define VMC_ENTRY_VALID_SHIFT	40
 #define VMC_ENTRY_DIRTY_SHIFT	48
 #define VMC_ENTRY_RESERVED_MASK	0xff00000000000000ULL
+#define VMC_ENTRY_NOCRC		(1ULL << 56)
 
 #define VMC_ENTRIES_PER_PAGE \
 	((VMC_PAGE_SIZE - sizeof(struct vmc_mpage_header)) / sizeof(__le64))
@@ -154,6 +167,32 @@ static_assert(sizeof(struct vmc_mpage_header) == 16, "mpage header size");
 static_assert(VMC_ENTRIES_PER_PAGE == 510, "entries per page");
 static_assert(sizeof(struct vmc_mpage) == VMC_PAGE_SIZE,
 	      "mapping page must fill one page");
+
+/*
+ * CRC page (data_crc caches): the same header as a mapping page, with
+ * index VMC_CPAGE_INDEX_FLAG | page number and the checksum covering the
+ * uuid and the page; then two CRC-32C slots per sub-block for
+ * VMC_CRC_BLOCKS_PER_PAGE cache blocks.  A dirty sub-block's data matches
+ * one of its two slots: the data is checked on read hits and writeback
+ * (unless the entry says NOCRC).  crc[b][s][0] is the CRC of the data on
+ * the cache; crc[b][s][1] the previous one, or the one of a write in flight
+ * (an overwrite waits until a commit recorded it there).  Pages are
+ * committed like mapping pages (A/B copies, sequence number); a commit
+ * that writes CRC page q also writes the mapping pages covering its blocks,
+ * before it and with a flush in between.  Data CRCs: CRC-32C, seed
+ * 0xffffffff, final inversion, over the 512 bytes of the sub-block.
+ */
+#define VMC_CRC_BLOCKS_PER_PAGE	63
+#define VMC_CPAGE_INDEX_FLAG	0x80000000u
+
+struct vmc_cpage {
+	struct vmc_mpage_header hdr;
+	__le32 crc[VMC_CRC_BLOCKS_PER_PAGE][VMC_SUBBLOCKS][2];
+	__u8 pad[48];
+} __packed;
+
+static_assert(sizeof(struct vmc_cpage) == VMC_PAGE_SIZE,
+	      "CRC page must fill one page");
 
 static inline __u64 vmc_entry_pack(__u64 oblock, __u8 valid, __u8 dirty)
 {
@@ -181,7 +220,9 @@ static inline __u8 vmc_entry_dirty(__u64 e)
 struct vmc_layout {
 	__u64 nr_blocks;
 	__u32 nr_mpages;
+	__u32 nr_cpages;	/* CRC pages per area, 0 without data_crc */
 	__u64 mapping_start;	/* sector of area A; area B follows */
+	__u64 crc_start;	/* sector of CRC area A; area B follows */
 	__u64 data_start;	/* sector */
 };
 
@@ -190,28 +231,45 @@ static inline __u64 vmc_mpages_for(__u64 nr_blocks)
 	return (nr_blocks + VMC_ENTRIES_PER_PAGE - 1) / VMC_ENTRIES_PER_PAGE;
 }
 
-static inline __u64 vmc_data_start_for(__u64 nr_mpages)
+static inline __u64 vmc_cpages_for(__u64 nr_blocks, int data_crc)
 {
-	__u64 s = (VMC_SB_SLOTS + 2 * nr_mpages) * VMC_PAGE_SECTORS;
+	return data_crc ? (nr_blocks + VMC_CRC_BLOCKS_PER_PAGE - 1) /
+			  VMC_CRC_BLOCKS_PER_PAGE : 0;
+}
+
+static inline __u64 vmc_data_start_crc(__u64 nr_mpages, __u64 nr_cpages)
+{
+	__u64 s = (VMC_SB_SLOTS + 2 * nr_mpages + 2 * nr_cpages) *
+		  VMC_PAGE_SECTORS;
 
 	return (s + VMC_DATA_ALIGN_SECTORS - 1) / VMC_DATA_ALIGN_SECTORS *
 	       VMC_DATA_ALIGN_SECTORS;
+}
+
+static inline __u64 vmc_data_start_for(__u64 nr_mpages)
+{
+	return vmc_data_start_crc(nr_mpages, 0);
+}
+
+/* metadata sectors in front of the data for @n blocks */
+static inline __u64 vmc_meta_for(__u64 n, int data_crc)
+{
+	return vmc_data_start_crc(vmc_mpages_for(n), vmc_cpages_for(n, data_crc));
 }
 
 /*
  * Largest number of blocks that fits a cache device of @sectors sectors.
  * Returns 0 in *l->nr_blocks when the device is too small.
  */
-static inline void vmc_compute_layout(__u64 sectors, __u32 block_size,
-				      struct vmc_layout *l)
+static inline void vmc_compute_layout_crc(__u64 sectors, __u32 block_size,
+					  int data_crc, struct vmc_layout *l)
 {
 	__u64 bs = block_size >> 9;
 	__u64 n = sectors / bs;
 
 	/* start from an upper bound and shrink until the metadata fits */
-	while (n && vmc_data_start_for(vmc_mpages_for(n)) + n * bs > sectors) {
-		__u64 over = vmc_data_start_for(vmc_mpages_for(n)) + n * bs -
-			     sectors;
+	while (n && vmc_meta_for(n, data_crc) + n * bs > sectors) {
+		__u64 over = vmc_meta_for(n, data_crc) + n * bs - sectors;
 		__u64 drop = (over + bs - 1) / bs;
 
 		n = drop < n ? n - drop : 0;
@@ -220,8 +278,17 @@ static inline void vmc_compute_layout(__u64 sectors, __u32 block_size,
 		n = VMC_ENTRY_OBLOCK_MASK;
 	l->nr_blocks = n;
 	l->nr_mpages = (__u32)vmc_mpages_for(n);
+	l->nr_cpages = (__u32)vmc_cpages_for(n, data_crc);
 	l->mapping_start = VMC_SB_SLOTS * VMC_PAGE_SECTORS;
-	l->data_start = vmc_data_start_for(l->nr_mpages);
+	l->crc_start = l->mapping_start +
+		       2ULL * l->nr_mpages * VMC_PAGE_SECTORS;
+	l->data_start = vmc_data_start_crc(l->nr_mpages, l->nr_cpages);
+}
+
+static inline void vmc_compute_layout(__u64 sectors, __u32 block_size,
+				      struct vmc_layout *l)
+{
+	vmc_compute_layout_crc(sectors, block_size, 0, l);
 }
 
 /* sector of mapping page @index in area @slot (0 = A, 1 = B) */
@@ -230,6 +297,14 @@ static inline __u64 vmc_mpage_sector(const struct vmc_layout *l,
 {
 	return l->mapping_start +
 	       ((__u64)slot * l->nr_mpages + index) * VMC_PAGE_SECTORS;
+}
+
+/* sector of CRC page @index in area @slot (0 = A, 1 = B) */
+static inline __u64 vmc_cpage_sector(const struct vmc_layout *l,
+				     unsigned int slot, __u64 index)
+{
+	return l->crc_start +
+	       ((__u64)slot * l->nr_cpages + index) * VMC_PAGE_SECTORS;
 }
 
 #endif /* VMCACHE_ONDISK_H */
