@@ -247,6 +247,7 @@ static bool check_geometry(struct vmc_dev *d, struct vmc_meta *m, int s,
 	uint64_t nv = L64(sb->nr_valid), nd = L64(sb->nr_dirty);
 	uint32_t flags = L32(sb->flags);
 	size_t errors = m->count[VMC_ERROR];
+	int crc = !!(L64(sb->incompat) & VMC_FEATURE_INCOMPAT_DATA_CRC);
 	struct vmc_layout l;
 
 	if (bs < VMC_BLOCK_SIZE_MIN || bs > VMC_BLOCK_SIZE_MAX || (bs & (bs - 1))) {
@@ -260,7 +261,10 @@ static bool check_geometry(struct vmc_dev *d, struct vmc_meta *m, int s,
 		    "slot %d: cache_sectors is %" PRIu64 " but the device has %" PRIu64
 		    " sectors (it shrank, or this is the wrong device)",
 		    s, cs, d->sectors);
-	vmc_compute_layout(cs, bs, &l);
+	if (crc && bs != VMC_BLOCK_SIZE_MIN)
+		msg(m, VMC_ERROR, s, SB,
+		    "slot %d: data_crc with block_size %u (it needs 4096)", s, bs);
+	vmc_compute_layout_crc(cs, bs, crc, &l);
 	if (nb != l.nr_blocks)
 		msg(m, VMC_ERROR, s, SB,
 		    "slot %d: nr_blocks is %" PRIu64 ", the layout of %" PRIu64
@@ -439,6 +443,10 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 	m->lay.nr_mpages = L32(m->sb.nr_mpages);
 	m->lay.mapping_start = VMC_SB_SLOTS * VMC_PAGE_SECTORS;
 	m->lay.data_start = L64(m->sb.data_start);
+	m->data_crc = !!(L64(m->sb.incompat) & VMC_FEATURE_INCOMPAT_DATA_CRC);
+	m->lay.nr_cpages = (uint32_t)vmc_cpages_for(m->lay.nr_blocks, m->data_crc);
+	m->lay.crc_start = m->lay.mapping_start +
+			   2ULL * m->lay.nr_mpages * VMC_PAGE_SECTORS;
 	if (L32(m->sb.flags) & VMC_SB_NEEDS_CHECK)
 		msg(m, VMC_WARNING, best, SB,
 		    "slot %d: the kernel flagged the metadata as needing a check (an I/O error hit it)",
@@ -452,7 +460,8 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m)
 		msg(m, VMC_INFO, best, SB,
 		    "slot %d: writethrough writes were in flux: the next load makes every cached block dirty (the cache copy wins)",
 		    best);
-	vmc_compute_layout(d->sectors, L32(m->sb.block_size), &grown);
+	vmc_compute_layout_crc(d->sectors, L32(m->sb.block_size), m->data_crc,
+			       &grown);
 	if (grown.nr_blocks > m->lay.nr_blocks)
 		msg(m, VMC_INFO, best, SB,
 		    "the device grew since format: it would hold %" PRIu64
@@ -555,7 +564,8 @@ static void check_entries(struct vmc_meta *m, uint64_t p,
 			msg(m, VMC_ERROR, -1, EN,
 			    "cache block %" PRIu64 ": entry 0x%016" PRIx64
 			    " is set but its valid mask is empty", cb, e);
-		if (e & VMC_ENTRY_RESERVED_MASK)
+		if (e & VMC_ENTRY_RESERVED_MASK &
+		    ~(m->data_crc ? VMC_ENTRY_NOCRC : 0))
 			msg(m, VMC_ERROR, -1, EN,
 			    "cache block %" PRIu64 ": reserved bits set in 0x%016" PRIx64,
 			    cb, e);

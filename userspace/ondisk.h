@@ -64,6 +64,7 @@ struct vmc_meta {
 	int slot;			/* chosen slot, -1 when none is valid */
 	struct vmc_superblock sb;	/* chosen slot as on disk */
 	struct vmc_layout lay;
+	bool data_crc;			/* VMC_FEATURE_INCOMPAT_DATA_CRC */
 	/* mapping stage */
 	uint64_t *entries;		/* nr_blocks chosen entries, host order */
 	/*

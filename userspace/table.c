@@ -31,6 +31,7 @@ const struct vmc_tunable vmc_tunables[] = {
 	NUM("writeback_retries", 1, 64, true),
 	ENUM("mrc", "off on"),
 	NUM("must_exist", 0, 1, false),
+	NUM("data_crc", 0, 1, false),
 };
 
 const size_t vmc_nr_tunables = ARRAY_SIZE(vmc_tunables);

@@ -891,9 +891,10 @@ static void set_version(void *pg)
 	((struct vmc_superblock *)pg)->version = htole32(VMC_VERSION_MAX + 1);
 }
 
+/* bit 0 is data_crc (known); bit 1 is not defined */
 static void set_incompat(void *pg)
 {
-	((struct vmc_superblock *)pg)->incompat = htole64(1);
+	((struct vmc_superblock *)pg)->incompat = htole64(2);
 }
 
 static void set_compat_ro(void *pg)
@@ -929,7 +930,7 @@ static void test_superblock_fields(void)
 	} cases[] = {
 		{ set_needs_check, 0, CHECK_WARNINGS, "needing a check" },
 		{ set_version, 0, CHECK_CORRUPT, "version 2 is not supported" },
-		{ set_incompat, 0, CHECK_CORRUPT, "unknown incompatible features 0x1" },
+		{ set_incompat, 0, CHECK_CORRUPT, "unknown incompatible features 0x2" },
 		{ set_compat_ro, 0, CHECK_WARNINGS, "unknown read-only features 0x4" },
 		{ set_nr_blocks, 0, CHECK_CORRUPT, "nr_blocks is 769" },
 		{ set_location, 0, CHECK_CORRUPT, "location is sector 8, expected 0" },
