@@ -225,7 +225,7 @@ define_bad_cases() {
 	bad 'Target length must equal the origin size' "length smaller than the origin" "0 $((s - 8)) vmcache $b $o"
 	bad "$nopt" "#opt_args not a number" "0 $s vmcache $b $o two mode writeback"
 	bad "$nopt" "#opt_args larger than the arguments" "0 $s vmcache $b $o 4 mode writeback"
-	bad "$nopt" "#opt_args above twice the number of options" "0 $s vmcache $b $o 28 mode writeback"
+	bad "$nopt" "#opt_args above twice the number of options" "0 $s vmcache $b $o 30 mode writeback"
 	bad 'Optional arguments must be key value pairs' "#opt_args odd" "0 $s vmcache $b $o 1 mode"
 	bad 'Too many arguments' "extra word after the options" "0 $s vmcache $b $o 2 mode writeback extra"
 	bad 'Unknown optional argument' "unknown option" "0 $s vmcache $b $o 2 colour blue"
