@@ -29,7 +29,12 @@ static int read_dev(struct vmc_dev *d, struct vmc_meta *m)
 	vmc_meta_free(m);
 	if (vmc_meta_read_sb(d, m))
 		return -1;
-	return m->slot >= 0 ? vmc_meta_read_mappings(d, m) : 0;
+	if (m->slot < 0)
+		return 0;
+	if (vmc_meta_read_mappings(d, m))
+		return -1;
+	/* data_crc: the dirty data against its checksums */
+	return m->count[VMC_ERROR] ? 0 : vmc_meta_check_data(d, m);
 }
 
 static int read_meta(const char *path, struct vmc_meta *m, int flags,

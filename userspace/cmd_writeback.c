@@ -403,6 +403,35 @@ static unsigned int target_slot(const struct vmc_meta *m, uint64_t p)
 }
 
 /*
+ * data_crc: a CRC page copy left by an interrupted commit (stamped above
+ * the superblock) would come to life with seq + 1: rewrite it with the
+ * copy in use, after the mapping pages covering its blocks (which the
+ * caller marked changed) are durable, as the kernel does.
+ */
+static int crc_leftovers(struct vmc_dev *d, struct vmc_meta *m, uint64_t seq,
+			 uint8_t *buf)
+{
+	bool synced = false;
+
+	for (uint64_t q = 0; m->data_crc && q < m->lay.nr_cpages; q++) {
+		struct vmc_cpage *pg = (void *)buf;
+
+		if (!(m->cpage_use[q] & VMC_MP_FUTURE))
+			continue;
+		if (!synced && vmc_dev_sync(d))
+			return -1;
+		synced = true;
+		memcpy(pg, &m->cpages[q], VMC_PAGE_SIZE);
+		pg->hdr.seq = htole64(seq);
+		vmc_mpage_seal(m->sb.uuid, (void *)pg);
+		if (vmc_dev_write(d, pg, 1, vmc_cpage_sector(&m->lay,
+				  (m->cpage_use[q] & 1) ^ 1, q)))
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * Records the blocks of pieces [first, end) clean, as a kernel commit
  * would: the changed mapping pages (and any page holding a copy newer than
  * the superblock, which seq + 1 would otherwise bring to life) to the copy
@@ -444,6 +473,17 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 	for (uint64_t p = 0; p < nr; p++)
 		if (m->mpage_use[p] & VMC_MP_FUTURE)
 			changed[p] = 1;
+	for (uint64_t q = 0; m->data_crc && q < m->lay.nr_cpages; q++) {
+		uint64_t b0 = q * VMC_CRC_BLOCKS_PER_PAGE;
+		uint64_t b1 = b0 + VMC_CRC_BLOCKS_PER_PAGE - 1;
+
+		if (!(m->cpage_use[q] & VMC_MP_FUTURE))
+			continue;
+		if (b1 >= m->lay.nr_blocks)
+			b1 = m->lay.nr_blocks - 1;
+		changed[b0 / VMC_ENTRIES_PER_PAGE] = 1;
+		changed[b1 / VMC_ENTRIES_PER_PAGE] = 1;
+	}
 	for (uint64_t cb = 0; cb < m->lay.nr_blocks; cb++)
 		nr_dirty += vmc_entry_dirty(m->entries[cb]) != 0;
 	for (uint64_t p = 0; p < nr;) {
@@ -476,6 +516,8 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 			goto out;
 		p += k;
 	}
+	if (crc_leftovers(d, m, seq, buf))
+		goto out;
 	/* the pages durable before the superblock that gives them meaning */
 	if (vmc_dev_sync(d))
 		goto out;
@@ -506,6 +548,9 @@ static int commit_clean(struct vmc_dev *d, struct vmc_meta *m,
 	for (uint64_t p = 0; p < nr; p++)
 		if (changed[p])
 			m->mpage_use[p] = (uint8_t)target_slot(m, p);
+	for (uint64_t q = 0; m->data_crc && q < m->lay.nr_cpages; q++)
+		if (m->cpage_use[q] & VMC_MP_FUTURE)
+			m->cpage_use[q] = (m->cpage_use[q] & 1) ^ 1;
 	ret = 0;
 out:
 	free(changed);
@@ -788,6 +833,14 @@ int writeback_offline_run(const struct wb_req *r)
 	}
 	if (load_meta(&cache, &m))
 		goto out;
+	/* data_crc: damaged dirty data must not replace the origin's copy */
+	if (vmc_meta_check_data(&cache, &m))
+		goto out;
+	if (m.nr_crc_bad) {
+		vmc_err("%s: %" PRIu64 " dirty sectors fail their checksum ('vmcachectl check %s' lists them): written back they would replace the origin's older copies with damaged data; nothing written (the kernel drops them at writeback)",
+			r->cache, m.nr_crc_bad, r->cache);
+		goto out;
+	}
 	if (r->origin && origin.sectors != le64toh(m.sb.origin_sectors)) {
 		vmc_err("%s caches an origin of %" PRIu64 " sectors, %s has %" PRIu64
 			": the wrong origin (the kernel refuses it too); nothing written",

@@ -226,6 +226,13 @@ void vmc_meta_free(struct vmc_meta *m)
 	m->entries = NULL;
 	free(m->mpage_use);
 	m->mpage_use = NULL;
+	free(m->cpages);
+	m->cpages = NULL;
+	free(m->cpage_use);
+	m->cpage_use = NULL;
+	free(m->crc_bad);
+	m->crc_bad = NULL;
+	m->nr_crc_bad = 0;
 }
 
 static bool all_zero(const void *p, size_t n)
@@ -669,6 +676,66 @@ static int check_duplicates(struct vmc_meta *m)
 	return 0;
 }
 
+/* ---- the checksum pages (data_crc) -------------------------------------- */
+
+static bool cpage_good(const struct vmc_meta *m, const struct vmc_cpage *pg,
+		       uint64_t q)
+{
+	return L32(pg->hdr.csum) == vmc_mpage_csum(m->sb.uuid, (const void *)pg) &&
+	       L32(pg->hdr.index) == (VMC_CPAGE_INDEX_FLAG | (uint32_t)q);
+}
+
+/* per CRC page the copy the kernel reads: the newest valid one not above seq */
+static int read_crc_pages(struct vmc_dev *d, struct vmc_meta *m)
+{
+	uint64_t nr = m->lay.nr_cpages, seq = L64(m->sb.seq), future = 0;
+	struct vmc_cpage *b = vmc_pages_alloc(1);
+
+	m->cpages = vmc_pages_alloc(nr ? nr : 1);
+	m->cpage_use = calloc(nr ? nr : 1, 1);
+	if (!b || !m->cpages || !m->cpage_use) {
+		free(b);
+		vmc_err("out of memory");
+		return -1;
+	}
+	for (uint64_t q = 0; q < nr; q++) {
+		struct vmc_cpage *a = &m->cpages[q];
+		bool ga, gb, fa, fb;
+
+		if (vmc_dev_read(d, a, 1, vmc_cpage_sector(&m->lay, 0, q)) ||
+		    vmc_dev_read(d, b, 1, vmc_cpage_sector(&m->lay, 1, q))) {
+			free(b);
+			return -1;
+		}
+		ga = cpage_good(m, a, q);
+		gb = cpage_good(m, b, q);
+		fa = ga && L64(a->hdr.seq) > seq;
+		fb = gb && L64(b->hdr.seq) > seq;
+		ga = ga && !fa;
+		gb = gb && !fb;
+		if (!ga && !gb) {
+			msg(m, VMC_ERROR, -1, "checksums",
+			    "CRC page %" PRIu64 ": neither copy is valid", q);
+			m->cpage_use[q] = VMC_MP_NONE;
+			continue;
+		}
+		if (gb && (!ga || L64(b->hdr.seq) > L64(a->hdr.seq))) {
+			memcpy(a, b, VMC_PAGE_SIZE);
+			m->cpage_use[q] = 1;
+		}
+		if (fa || fb) {
+			m->cpage_use[q] |= VMC_MP_FUTURE;
+			future++;
+		}
+	}
+	free(b);
+	if (future)
+		msg(m, VMC_INFO, -1, "checksums",
+		    "%" PRIu64 " CRC pages hold a copy left by an interrupted commit (the next commit overwrites it)",
+		    future);
+	return 0;
+}
+
 int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m)
 {
 	uint64_t nr = m->lay.nr_mpages;
@@ -714,11 +781,60 @@ int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m)
 		msg(m, VMC_ERROR, -1, "counts",
 		    "the superblock counts %" PRIu64 " dirty blocks, the mappings hold %" PRIu64,
 		    L64(m->sb.nr_dirty), m->nr_dirty);
+	if (m->data_crc && read_crc_pages(d, m))
+		goto out;
 	ret = 0;
 out:
 	free(buf[0]);
 	free(buf[1]);
 	return ret;
+}
+
+int vmc_meta_check_data(struct vmc_dev *d, struct vmc_meta *m)
+{
+	uint8_t *buf;
+
+	if (!m->data_crc || !m->entries || !m->cpages)
+		return 0;
+	buf = vmc_pages_alloc(1);
+	m->crc_bad = calloc(m->lay.nr_blocks ? m->lay.nr_blocks : 1, 1);
+	if (!buf || !m->crc_bad) {
+		free(buf);
+		vmc_err("out of memory");
+		return -1;
+	}
+	for (uint64_t cb = 0; cb < m->lay.nr_blocks; cb++) {
+		uint64_t e = m->entries[cb], q = cb / VMC_CRC_BLOCKS_PER_PAGE;
+		unsigned int dm = vmc_entry_dirty(e), bad = 0;
+		const struct vmc_cpage *pg = &m->cpages[q];
+
+		if (!dm || (e & VMC_ENTRY_NOCRC) ||
+		    (m->cpage_use[q] & ~VMC_MP_FUTURE) == VMC_MP_NONE)
+			continue;
+		/* data_crc: 4 KiB blocks, one page */
+		if (vmc_dev_read(d, buf, 1, m->lay.data_start + cb * VMC_PAGE_SECTORS)) {
+			free(buf);
+			return -1;
+		}
+		for (unsigned int s = 0; s < VMC_SUBBLOCKS; s++) {
+			uint32_t s0 = L32(pg->crc[cb % VMC_CRC_BLOCKS_PER_PAGE][s][0]);
+			uint32_t s1 = L32(pg->crc[cb % VMC_CRC_BLOCKS_PER_PAGE][s][1]);
+			uint32_t c = ~vmc_crc32c(VMC_CRC_SEED, buf + s * 512, 512);
+
+			if ((dm & (1u << s)) && c != s0 && c != s1)
+				bad |= 1u << s;
+		}
+		if (!bad)
+			continue;
+		m->crc_bad[cb] = (uint8_t)bad;
+		m->nr_crc_bad += (uint64_t)__builtin_popcount(bad);
+		msg(m, VMC_WARNING, -1, "data",
+		    "cache block %" PRIu64 " (origin block %" PRIu64
+		    "): dirty sectors 0x%02x fail their checksum (the kernel fails reads of them and drops them at writeback)",
+		    cb, (uint64_t)vmc_entry_oblock(e), bad);
+	}
+	free(buf);
+	return 0;
 }
 
 /* ---- superblock fields for dump ----------------------------------------- */

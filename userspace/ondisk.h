@@ -75,6 +75,11 @@ struct vmc_meta {
 	uint8_t *mpage_use;
 	uint64_t nr_valid, nr_dirty;
 	uint64_t nr_unused_bad;		/* unused copies that do not validate */
+	/* checksum stage (data_crc): the CRC pages in use, as mpage_use */
+	struct vmc_cpage *cpages;
+	uint8_t *cpage_use;
+	uint8_t *crc_bad;		/* per block: dirty sectors failing (data stage) */
+	uint64_t nr_crc_bad;
 	/* report */
 	struct vmc_msg msgs[VMC_MAX_MSGS];
 	size_t nr_msgs;
@@ -93,6 +98,14 @@ int vmc_meta_read_sb(struct vmc_dev *d, struct vmc_meta *m);
  * the one the kernel would load, then every entry and the counts.
  */
 int vmc_meta_read_mappings(struct vmc_dev *d, struct vmc_meta *m);
+/*
+ * With data_crc, stage 2 also reads both copies of every CRC page (the
+ * kernel's choice in m->cpages).  Stage 4 (data_crc only): read the dirty
+ * data and check it against its checksums; a mismatch is a warning (the
+ * kernel fails reads of that data and drops it at writeback), counted in
+ * m->nr_crc_bad, its sectors in m->crc_bad.  -1 on an I/O error.
+ */
+int vmc_meta_check_data(struct vmc_dev *d, struct vmc_meta *m);
 void vmc_meta_free(struct vmc_meta *m);
 /* CHECK_CLEAN, CHECK_WARNINGS or CHECK_CORRUPT from the counts */
 int vmc_meta_result(const struct vmc_meta *m);
