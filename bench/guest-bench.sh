@@ -33,6 +33,9 @@
 #   seqmix     1 MiB sequential reads over scattered cached blocks (SEQMIX)
 #   reload     suspend/reload/resume of an unchanged ~1M-block cache
 #              (RELOAD)
+#   crc        dm-vmcache writeback with data_crc 0 and 1: 4 KiB random
+#              writes to new blocks, overwrites of dirty blocks, reads of
+#              dirty (checked) and clean blocks (CRC)
 #
 # Output: "# " progress lines, and machine-readable lines for the host:
 #   RESULT <target> <randread IOPS> <seqread MB/s> <randwrite IOPS> <note>
@@ -44,6 +47,7 @@
 #   DRAIN <target> <dirty MiB> <seconds> <MB/s> <origin write requests> <note>
 #   SEQMIX <target> <MB/s> <origin reads> <MiB read> <note>
 #   RELOAD <case> <blocks> <suspend ms> <reload ms> <resume ms> <cache reads at reload> <at resume> <cache KiB read> <note>
+#   CRC <case> <IOPS with data_crc 0> <IOPS with data_crc 1> <note>
 #   INFO <text>
 set -uo pipefail
 # shellcheck source=../selftests/lib.sh
@@ -59,7 +63,7 @@ ORIGIN_MBPS=${BENCH_ORIGIN_MBPS:-150}	# its bandwidth cap, MiB/s
 HOT_MIB=${BENCH_HOT_MIB:-32}
 RUNTIME=${BENCH_RUNTIME:-10}
 TARGETS=${BENCH_TARGETS:-origin,fast,linear,dm-cache,dm-writecache,vmcache-wt,vmcache-wb,bcache}
-SECTIONS=${BENCH_SECTIONS:-rows,fsync,wb,wbactive,sustained,drain,seqmix,reload}
+SECTIONS=${BENCH_SECTIONS:-rows,fsync,wb,wbactive,sustained,drain,seqmix,reload,crc}
 PEERS=${BENCH_PEERS:-vmcache-wb,dm-writecache,dm-cache,bcache}	# sustained, drain, seqmix
 FSYNC_TARGETS=${BENCH_FSYNC_TARGETS:-origin,linear,dm-cache,dm-writecache,vmcache-wb,bcache}
 ORIGIN_WC=${BENCH_ORIGIN_WC:-1}		# origin has a volatile write cache: flushes reach it
@@ -76,6 +80,7 @@ SEQMIX_PCT=${BENCH_SEQMIX_PCT:-5}	# percent of the origin's blocks written
 SEQMIX_WAIT=${BENCH_SEQMIX_WAIT:-5}	# seconds between those writes and the reads
 RELOAD_BLOCKS=${BENCH_RELOAD_BLOCKS:-1048576}	# cache blocks of the reload case
 RELOAD_FILL=${BENCH_RELOAD_FILL:-4096}	# blocks written before the reloads
+CRC_MIB=${BENCH_CRC_MIB:-64}		# area of the crc section's cases
 
 FAST=/dev/mapper/bfast
 META=/dev/mapper/bmeta
@@ -733,6 +738,49 @@ reload_bench() {
 
 start=$(now_ms)
 setup || { say "device setup failed"; exit 1; }
+# ------------------------------------------------- data checksums (issue 12)
+
+# crc_run <0|1>: "<new> <overwrite> <read dirty> <read clean>" IOPS on a
+# fresh writeback cache (writeback held off) with data_crc 0 or 1
+crc_run() {
+	local dev=/dev/mapper/b_vmc new over rd rc
+	vmc_make mode writeback "${WB_HELD[@]}" data_crc "$1" || return 1
+	# every block of the area once: new blocks
+	new=$(fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=0 \
+		--size="${CRC_MIB}M" --randseed=7 | field 49)
+	over=$(fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=0 \
+		--size="${CRC_MIB}M" --norandommap --randrepeat=0 \
+		--time_based --runtime="$RUNTIME" | field 49)
+	rd=$(fio_run $dev --rw=randread --bs=4k --iodepth=16 --offset=0 \
+		--size="${CRC_MIB}M" --norandommap --randrepeat=0 \
+		--time_based --runtime="$RUNTIME" | field 8)
+	dmsetup message b_vmc 0 flush
+	wait_until 300 vmc_drained || say "  data_crc $1: drain did not finish" >&2
+	rc=$(fio_run $dev --rw=randread --bs=4k --iodepth=16 --offset=0 \
+		--size="${CRC_MIB}M" --norandommap --randrepeat=0 \
+		--time_based --runtime="$RUNTIME" | field 8)
+	vmcache_status >&2
+	dmsetup remove b_vmc
+	echo "${new:--} ${over:--} ${rd:--} ${rc:--}"
+}
+
+crc_bench() {
+	local -a off on
+	local i
+	local -a names=(write-new overwrite-dirty read-dirty read-clean)
+	local -a notes=("every block of ${CRC_MIB} MiB written once, QD 16"
+		"random 4 KiB writes over those dirty blocks, QD 16, ${RUNTIME} s"
+		"random 4 KiB reads of the dirty blocks (checked), QD 16, ${RUNTIME} s"
+		"the same after a drain (clean: not checked)")
+	say "== data checksums: dm-vmcache writeback, data_crc 0 against 1 (issue 12)"
+	read -r -a off <<<"$(crc_run 0)"
+	read -r -a on <<<"$(crc_run 1)"
+	for i in 0 1 2 3; do
+		say "  ${names[$i]}: ${off[$i]:-?} IOPS without, ${on[$i]:-?} with checksums"
+		echo "CRC ${names[$i]} ${off[$i]:--} ${on[$i]:--} ${notes[$i]}"
+	done
+}
+
 echo "INFO kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB"
 echo "INFO origin: null_blk ${ORIGIN_MIB} MiB, memory-backed, ${ORIGIN_US} us per request (irqmode=2), queue depth $ORIGIN_QD, $ORIGIN_MBPS MiB/s cap, scheduler none, write cache: $(cat /sys/block/slow/queue/write_cache) ($([ "$ORIGIN_WC" = 1 ] && echo "null_blk cache_size $ORIGIN_CACHE_MIB MiB" || echo none))"
 echo "INFO fast: brd slice ${FAST_MIB} MiB; dm-cache metadata: brd slice ${META_MIB} MiB"
@@ -756,6 +804,7 @@ has drain && drain_bench
 has sustained && sustained_bench
 has seqmix && seqmix_bench
 has reload && reload_bench
+has crc && crc_bench
 if has rows || has fsync; then
 	for t in "${list[@]}"; do
 		[ "$t" = bcache ] && run_target bcache

@@ -81,7 +81,7 @@ else
 		tr -d '\r' | tee "$raw" | grep --line-buffered -E '^(# |run-in-guest)' || rc=$?
 	elapsed=$(($(date +%s) - start))
 fi
-grep -qE '^(RESULT|FSYNC|WB|WBACT|SUSSUM|DRAIN|SEQMIX|RELOAD) ' "$raw" || { log "no results (see $raw)"; exit 1; }
+grep -qE '^(RESULT|FSYNC|WB|WBACT|SUSSUM|DRAIN|SEQMIX|RELOAD|CRC) ' "$raw" || { log "no results (see $raw)"; exit 1; }
 
 # ---------------------------------------------------------------- table
 
@@ -203,6 +203,12 @@ AWKLIB='
 		awk "$AWKLIB"'/^RELOAD / { printf "  %-8s %9s %8s %8s %8s %8s %10s %10s %9s  %s\n", $2, $3, $4, $5, $6,
 			($4 ~ /^[0-9]+$/ ? $4 + $5 + $6 : $5), $7, $8, $9, rest(10) }' "$raw"
 		echo "  (create: the first load of the blank cache, formatting it; its time is in load ms)"
+	fi
+	if grep -q '^CRC ' "$raw"; then
+		echo
+		echo "Data checksums (dm-vmcache writeback, writeback held off, same boot; IOPS):"
+		printf '  %-16s %12s %12s %7s  %s\n' case "data_crc 0" "data_crc 1" "1 / 0" ""
+		awk "$AWKLIB"'/^CRC / { printf "  %-16s %12s %12s %7s  %s\n", $2, $3, $4, r($4, $3), rest(5) }' "$raw"
 	fi
 	echo
 	# per-target details (cache statistics) from the guest

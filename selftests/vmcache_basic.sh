@@ -32,6 +32,7 @@ declare -A TABLE_DEFAULTS=(
 	[sequential_cutoff]=4096 [writeback_low]=10 [writeback_high]=50
 	[max_dirty_age]=30 [writeback_max_inflight]=64 [writeback_floor]=4096
 	[writeback_sort]=1 [writeback_retries]=8 [mrc]=on [must_exist]=0
+	[data_crc]=0
 )
 
 tmp=$(mktemp -d)
