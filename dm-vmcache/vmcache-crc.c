@@ -884,7 +884,7 @@ static void check_read(struct vmcache *c, struct bio *bio)
 out:
 	kfree(crc);
 	if (bad) {
-		DMERR_LIMIT("%s: data checksum mismatch: origin block %llu (%u sectors of the read): read fails",
+		DMERR_LIMIT("%s: checksum mismatch: origin block %llu (%u sectors): read fails",
 			    c->name, (unsigned long long)oblock, bad);
 		vmc_stat_add(c, VMC_S_CRC_ERRORS, bad);
 		bio->bi_status = BLK_STS_PROTECTION;
@@ -923,7 +923,7 @@ u8 vmc_crc_check_buf(struct vmcache *c, u32 cblock, u8 mask, const void *buf)
 	c->cpages[page_of(cblock)]->pins--;
 	spin_unlock_irq(&c->lock);
 	if (bad) {
-		DMERR_LIMIT("%s: data checksum mismatch: origin block %llu (sub-blocks 0x%02x) not written back, the origin keeps its older copy",
+		DMERR_LIMIT("%s: checksum mismatch: origin block %llu (0x%02x): origin copy kept",
 			    c->name, (unsigned long long)b->oblock, bad);
 		vmc_stat_add(c, VMC_S_CRC_ERRORS, hweight8(bad));
 	}

@@ -434,7 +434,7 @@ int vmc_md_open(struct vmcache *c, bool must_exist, unsigned int block_size,
 	if (!r && data_crc >= 0 && data_crc != c->data_crc) {
 		*error = c->data_crc ?
 			 "Cache device was formatted with data_crc 1" :
-			 "Cache device was formatted without data_crc (format a new cache to use it)";
+			 "Cache device was formatted without data_crc";
 		r = -EINVAL;
 	}
 	if (!r)

@@ -151,7 +151,7 @@ struct vmc_mpage_header {
 #define VMC_ENTRY_VALID_SHIFT	40
 #define VMC_ENTRY_DIRTY_SHIFT	48
 #define VMC_ENTRY_RESERVED_MASK	0xff00000000000000ULL
-#define VMC_ENTRY_NOCRC		(1ULL << 56)
+#define VMC_ENTRY_NOCRC		0x0100000000000000ULL
 
 #define VMC_ENTRIES_PER_PAGE \
 	((VMC_PAGE_SIZE - sizeof(struct vmc_mpage_header)) / sizeof(__le64))

@@ -218,7 +218,7 @@ t_mismatch_read() {
 		return 1
 	fi
 	[ "$(st crc_errors)" -ge 1 ] || { ktap_print_msg "$(status_line)"; return 1; }
-	dmesg_contains "data checksum mismatch: origin block 20 " || return 1
+	dmesg_contains "checksum mismatch: origin block 20 " || return 1
 	# the sectors that are intact still read
 	dd if="$DEV" of="$TMP/s0" bs=512 skip=160 count=3 iflag=direct \
 		status=none && compare_bytes "$TMP/s0" "$TMP/new" 1536
