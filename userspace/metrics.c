@@ -238,6 +238,10 @@ static const struct metric metrics[] = {
 	  NULL, "Estimated read hit ratio, per mille, at twice the cache size." },
 	{ "est_hit_4x", "vmcache_mrc_hit_permille_4x", "gauge", C_NUM,
 	  NULL, "Estimated read hit ratio, per mille, at four times the cache size." },
+	{ "data_crc", "vmcache_data_crc", "gauge", C_NUM, NULL,
+	  "1 when the cache checksums its dirty data (option data_crc)." },
+	{ "crc_errors", "vmcache_crc_errors_total", "counter", C_NUM, NULL,
+	  "Dirty sectors whose data failed its checksum." },
 };
 
 #define LAT_METRIC "vmcache_latency_seconds"

@@ -309,7 +309,7 @@ static void test_prom_caches(void)
 	lat.count[2][3] = 9;
 	subst(tmp, sizeof(tmp), sample_status, "read_hits=900", "read_hits=901");
 	subst(line, sizeof(line), tmp, "seq=13",
-	      "seq=13 crc_errors=3 future=abc est_hit_ratio_2x=0.53 neg=-1 big=18446744073709551615");
+	      "seq=13 zap_errors=3 future=abc est_hit_ratio_2x=0.53 neg=-1 big=18446744073709551615");
 	s = prom_of(c, 3);
 	EXPECT(prom_all_lines_ok(s), "format");
 
@@ -324,13 +324,13 @@ static void test_prom_caches(void)
 	EXPECT(count_of(s, "# TYPE") == 27 + 4 + 1, "27 status families, 4 new keys, the histograms");
 
 	/* keys of a newer kernel: numbers untyped, words left out */
-	EXPECT(strstr(s, "# HELP vmcache_status_crc_errors Status key crc_errors (not known to this vmcachectl).\n"
-		      "# TYPE vmcache_status_crc_errors untyped\n"
-		      "vmcache_status_crc_errors{device=\"a\\\"b\\\\c\\nd\"} 3\n") &&
+	EXPECT(strstr(s, "# HELP vmcache_status_zap_errors Status key zap_errors (not known to this vmcachectl).\n"
+		      "# TYPE vmcache_status_zap_errors untyped\n"
+		      "vmcache_status_zap_errors{device=\"a\\\"b\\\\c\\nd\"} 3\n") &&
 	       strstr(s, "vmcache_status_est_hit_ratio_2x{device=\"a\\\"b\\\\c\\nd\"} 0.53\n") &&
 	       strstr(s, "vmcache_status_neg{device=\"a\\\"b\\\\c\\nd\"} -1\n") &&
 	       strstr(s, "vmcache_status_big{device=\"a\\\"b\\\\c\\nd\"} 18446744073709551615\n") &&
-	       !strstr(s, "future") && !strstr(s, "vmcache_status_crc_errors{device=\"c2\""),
+	       !strstr(s, "future") && !strstr(s, "vmcache_status_zap_errors{device=\"c2\""),
 	       "%s", s);
 
 	/* histograms for the caches that have them only */
