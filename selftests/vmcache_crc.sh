@@ -13,7 +13,9 @@
 # write (as vmcache_trust.sh does); reboot puts a new vmcache over what
 # they kept.  Data is compared byte for byte.  The last case replays a
 # logged workload at its flush points with data_crc 1
-# (vmcache_crash_replay.sh, 4 KiB pass, fewer points).
+# (vmcache_crash_replay.sh, 4 KiB pass, fewer points:
+# VMCACHE_CRC_REPLAY_POINTS=<flushes>,<inside>,<subsets>, default 6,2,2,
+# within VMCACHE_CRC_REPLAY_BUDGET seconds, default 60).
 . "$(dirname "$0")/lib.sh"
 
 require_vmcache
@@ -181,12 +183,12 @@ stack_down
 # ---------------------------------------------------------------------
 t_unstable() {
 	stack_up 0 "$WB_HELD data_crc 1" blank || return 1
-	ktap_log_cmd "$UNSTABLE" "$DEV" 100 64 40 || return 1
+	ktap_log_cmd "$UNSTABLE" "$DEV" 100 32 30 || return 1
 	expect crc_errors=0 || return 1
-	dd if="$DEV" of="$TMP/r" bs=4096 skip=100 count=64 iflag=direct \
+	dd if="$DEV" of="$TMP/r" bs=4096 skip=100 count=32 iflag=direct \
 		status=none || return 1
 	drain && expect crc_errors=0 data_loss=0 || return 1
-	dd if=/dev/mapper/cut_o of="$TMP/o" bs=4096 skip=100 count=64 \
+	dd if=/dev/mapper/cut_o of="$TMP/o" bs=4096 skip=100 count=32 \
 		iflag=direct status=none && compare_bytes "$TMP/r" "$TMP/o"
 }
 ktap_test_result "a writer changing its buffer during the write: no EIO, data is what it held" t_unstable
@@ -298,8 +300,8 @@ t_replay() {
 	local out rc=0
 	rmmod brd 2>/dev/null
 	out=$(VMCACHE_REPLAY_OPTS="data_crc 1" VMCACHE_REPLAY_PASSES=4k \
-		VMCACHE_REPLAY_POINTS=${VMCACHE_CRC_REPLAY_POINTS:-12,4,2} \
-		VMCACHE_REPLAY_BUDGET=${VMCACHE_CRC_REPLAY_BUDGET:-150} \
+		VMCACHE_REPLAY_POINTS=${VMCACHE_CRC_REPLAY_POINTS:-6,2,2} \
+		VMCACHE_REPLAY_BUDGET=${VMCACHE_CRC_REPLAY_BUDGET:-60} \
 		"$DIR/vmcache_crash_replay.sh" 2>&1) || rc=$?
 	ktap_print_msg "$(grep -v '^KTAP' <<<"$out")"
 	[ "$rc" = 0 ]
