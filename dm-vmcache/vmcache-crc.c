@@ -45,6 +45,7 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include "vmcache-crc.h"
+#include "vmcache-metadata.h"
 #include "vmcache-policy.h"
 
 #define BPP			VMC_CRC_BLOCKS_PER_PAGE
@@ -89,13 +90,7 @@ static __le32 *slots(struct vmcache *c, u32 cblock, u32 sub)
 
 static u32 cpage_csum(struct vmcache *c, const struct vmc_cpage *p)
 {
-	__le32 zero = 0;
-	u32 crc;
-
-	crc = crc32c(VMC_CRC_SEED, c->uuid, sizeof(c->uuid));
-	crc = crc32c(crc, &zero, sizeof(zero));
-	crc = crc32c(crc, &p->hdr.index, VMC_PAGE_SIZE - sizeof(p->hdr.csum));
-	return ~crc;
+	return vmc_md_page_csum(c, &p->hdr);
 }
 
 static void seal(struct vmcache *c, struct vmc_cpage *p, u32 q, u64 seq)
@@ -111,29 +106,6 @@ static bool good_copy(struct vmcache *c, struct vmc_cpage *p, u32 q, u64 seq)
 	return le32_to_cpu(p->hdr.csum) == cpage_csum(c, p) &&
 	       le32_to_cpu(p->hdr.index) == (VMC_CPAGE_INDEX_FLAG | q) &&
 	       le64_to_cpu(p->hdr.seq) <= seq;
-}
-
-static int crc_io(struct vmcache *c, blk_opf_t opf, void *buf,
-		  sector_t sector, unsigned int sectors)
-{
-	struct dm_io_region where = {
-		.bdev = c->cache_dev->bdev,
-		.sector = sector,
-		.count = sectors,
-	};
-	struct dm_io_request req = {
-		.bi_opf = opf,
-		.client = c->io_client,
-	};
-
-	if (is_vmalloc_addr(buf)) {
-		req.mem.type = DM_IO_VMA;
-		req.mem.ptr.vma = buf;
-	} else {
-		req.mem.type = DM_IO_KMEM;
-		req.mem.ptr.addr = buf;
-	}
-	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
 }
 
 /* ------------------------------------------------------------------ */
@@ -207,12 +179,12 @@ static struct vmc_cpage_mem *read_cpage(struct vmcache *c, u32 q, int *err)
 	m->img = (void *)__get_free_page(GFP_NOIO);
 	if (!m->img)
 		goto fail;
-	*err = crc_io(c, REQ_OP_READ, m->img,
-		      vmc_cpage_sector(&c->layout, 0, q), VMC_PAGE_SECTORS);
+	*err = vmc_md_rw(c, REQ_OP_READ, m->img,
+			 vmc_cpage_sector(&c->layout, 0, q), VMC_PAGE_SECTORS);
 	if (!*err)
-		*err = crc_io(c, REQ_OP_READ, b,
-			      vmc_cpage_sector(&c->layout, 1, q),
-			      VMC_PAGE_SECTORS);
+		*err = vmc_md_rw(c, REQ_OP_READ, b,
+				 vmc_cpage_sector(&c->layout, 1, q),
+				 VMC_PAGE_SECTORS);
 	if (*err)
 		goto fail;
 	ga = good_copy(c, m->img, q, seq);
@@ -360,15 +332,15 @@ int vmc_crc_format(struct vmcache *c)
 	for (q = 0; !r && q < c->layout.nr_cpages; q += n) {
 		n = min(c->layout.nr_cpages - q, VMC_CRC_CHUNK);
 		memset(c->staging, 0, (size_t)n * VMC_PAGE_SIZE);
-		r = crc_io(c, REQ_OP_WRITE, c->staging,
-			   vmc_cpage_sector(&c->layout, 1, q),
-			   n * VMC_PAGE_SECTORS);
+		r = vmc_md_rw(c, REQ_OP_WRITE, c->staging,
+			      vmc_cpage_sector(&c->layout, 1, q),
+			      n * VMC_PAGE_SECTORS);
 		for (i = 0; i < n; i++)
 			seal(c, c->staging + (size_t)i * VMC_PAGE_SIZE, q + i, 1);
 		if (!r)
-			r = crc_io(c, REQ_OP_WRITE, c->staging,
-				   vmc_cpage_sector(&c->layout, 0, q),
-				   n * VMC_PAGE_SECTORS);
+			r = vmc_md_rw(c, REQ_OP_WRITE, c->staging,
+				      vmc_cpage_sector(&c->layout, 0, q),
+				      n * VMC_PAGE_SECTORS);
 	}
 	return r;
 }
@@ -452,22 +424,6 @@ u32 vmc_crc_stage(struct vmcache *c)
 	return n;
 }
 
-struct vmc_cio {
-	atomic_t pending;
-	int error;
-	struct completion done;
-};
-
-static void cio_done(unsigned long error, void *context)
-{
-	struct vmc_cio *io = context;
-
-	if (error)
-		io->error = -EIO;
-	if (atomic_dec_and_test(&io->pending))
-		complete(&io->done);
-}
-
 /*
  * After the mapping pages: a flush makes them durable first, so that any
  * CRC page copy of this commit found later comes with mapping page copies
@@ -475,7 +431,7 @@ static void cio_done(unsigned long error, void *context)
  */
 int vmc_crc_write(struct vmcache *c, u64 seq)
 {
-	struct vmc_cio io;
+	struct vmc_md_io io;
 	u32 q, n = 0;
 	int r;
 
@@ -485,34 +441,16 @@ int vmc_crc_write(struct vmcache *c, u64 seq)
 	r = blkdev_issue_flush(c->cache_dev->bdev);
 	if (r)
 		return r;
-	atomic_set(&io.pending, 1);
-	io.error = 0;
-	init_completion(&io.done);
+	vmc_md_io_start(&io);
 	for_each_set_bit(q, c->cpage_writing, c->layout.nr_cpages) {
 		struct vmc_cpage *p = c->cstaging + (size_t)n++ * VMC_PAGE_SIZE;
-		struct dm_io_region where = {
-			.bdev = c->cache_dev->bdev,
-			.sector = vmc_cpage_sector(&c->layout,
-						   !c->cpages[q]->slot, q),
-			.count = VMC_PAGE_SECTORS,
-		};
-		struct dm_io_request req = {
-			.bi_opf = REQ_OP_WRITE,
-			.mem.type = DM_IO_VMA,
-			.mem.ptr.vma = p,
-			.notify.fn = cio_done,
-			.notify.context = &io,
-			.client = c->io_client,
-		};
+		u32 slot = !c->cpages[q]->slot;
 
 		seal(c, p, q, seq);
-		atomic_inc(&io.pending);
-		if (dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT))
-			cio_done(1, &io);
+		vmc_md_write_page(c, &io, p,
+				  vmc_cpage_sector(&c->layout, slot, q));
 	}
-	cio_done(0, &io);
-	wait_for_completion_io(&io.done);
-	return io.error;
+	return vmc_md_io_wait(&io);
 }
 
 /* the commit is durable (@ok) or failed: its pages are written or changed */
@@ -620,9 +558,9 @@ static void register_write(struct vmcache *c, struct bio *bb)
 	if (clean) {
 		buf = kmalloc((size_t)x->nsect << SECTOR_SHIFT, GFP_NOIO);
 		if (buf)
-			r = crc_io(c, REQ_OP_READ, buf,
-				   vmc_cblock_sector(c, x->cblock) + x->first,
-				   x->nsect);
+			r = vmc_md_rw(c, REQ_OP_READ, buf,
+				      vmc_cblock_sector(c, x->cblock) + x->first,
+				      x->nsect);
 		for (k = 0; !r && k < x->nsect; k++)
 			old[k] = data_crc(buf + ((size_t)k << SECTOR_SHIFT),
 					  SECTOR_SIZE);
@@ -859,8 +797,8 @@ static void check_read(struct vmcache *c, struct bio *bio)
 	spin_unlock_irq(&c->lock);
 	if (bad) {
 		buf = kvmalloc((size_t)nsect << SECTOR_SHIFT, GFP_NOIO);
-		if (buf && !crc_io(c, REQ_OP_READ, buf,
-				   vmc_cblock_sector(c, cb) + first, nsect)) {
+		if (buf && !vmc_md_rw(c, REQ_OP_READ, buf,
+				      vmc_cblock_sector(c, cb) + first, nsect)) {
 			for (k = 0; k < nsect; k++)
 				crc[k] = data_crc(buf + ((size_t)k << SECTOR_SHIFT),
 						  SECTOR_SIZE);

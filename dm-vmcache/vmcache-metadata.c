@@ -38,12 +38,6 @@
 /* pages read per I/O while loading */
 #define VMC_LOAD_CHUNK	256u
 
-struct vmc_md_io {
-	atomic_t pending;
-	int error;
-	struct completion done;
-};
-
 static u32 sb_csum(const struct vmc_superblock *sb)
 {
 	__le32 zero = 0;
@@ -55,33 +49,51 @@ static u32 sb_csum(const struct vmc_superblock *sb)
 	return ~crc;
 }
 
-static u32 mpage_csum(struct vmcache *c, const struct vmc_mpage *p)
+/* a mapping or CRC page: the uuid, then the page with csum as zero */
+u32 vmc_md_page_csum(struct vmcache *c, const struct vmc_mpage_header *hdr)
 {
 	__le32 zero = 0;
 	u32 crc;
 
 	crc = crc32c(VMC_CRC_SEED, c->uuid, sizeof(c->uuid));
 	crc = crc32c(crc, &zero, sizeof(zero));
-	crc = crc32c(crc, &p->hdr.index, VMC_PAGE_SIZE - sizeof(p->hdr.csum));
+	crc = crc32c(crc, &hdr->index, VMC_PAGE_SIZE - sizeof(hdr->csum));
 	return ~crc;
+}
+
+static u32 mpage_csum(struct vmcache *c, const struct vmc_mpage *p)
+{
+	return vmc_md_page_csum(c, &p->hdr);
+}
+
+/* synchronous: @sectors sectors at @sector from or to @buf (vmalloc or not) */
+int vmc_md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
+	      unsigned int sectors)
+{
+	struct dm_io_region where = {
+		.bdev = c->cache_dev->bdev,
+		.sector = sector,
+		.count = sectors,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.client = c->io_client,
+	};
+
+	if (is_vmalloc_addr(buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = buf;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = buf;
+	}
+	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
 }
 
 static int md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
 		 unsigned int pages)
 {
-	struct dm_io_region where = {
-		.bdev = c->cache_dev->bdev,
-		.sector = sector,
-		.count = (sector_t)pages * VMC_PAGE_SECTORS,
-	};
-	struct dm_io_request req = {
-		.bi_opf = opf,
-		.mem.type = DM_IO_VMA,
-		.mem.ptr.vma = buf,
-		.client = c->io_client,
-	};
-
-	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	return vmc_md_rw(c, opf, buf, sector, pages * VMC_PAGE_SECTORS);
 }
 
 static void md_async_done(unsigned long error, void *context)
@@ -92,6 +104,44 @@ static void md_async_done(unsigned long error, void *context)
 		io->error = -EIO;
 	if (atomic_dec_and_test(&io->pending))
 		complete(&io->done);
+}
+
+void vmc_md_io_start(struct vmc_md_io *io)
+{
+	atomic_set(&io->pending, 1);
+	io->error = 0;
+	init_completion(&io->done);
+}
+
+/* write the page at @page (vmalloc) to @sector, counted in @io */
+void vmc_md_write_page(struct vmcache *c, struct vmc_md_io *io, void *page,
+		       sector_t sector)
+{
+	struct dm_io_region where = {
+		.bdev = c->cache_dev->bdev,
+		.sector = sector,
+		.count = VMC_PAGE_SECTORS,
+	};
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_WRITE,
+		.mem.type = DM_IO_VMA,
+		.mem.ptr.vma = page,
+		.notify.fn = md_async_done,
+		.notify.context = io,
+		.client = c->io_client,
+	};
+
+	atomic_inc(&io->pending);
+	if (dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT))
+		md_async_done(1, io);
+}
+
+/* wait for every write started on @io; -EIO if any failed */
+int vmc_md_io_wait(struct vmc_md_io *io)
+{
+	md_async_done(0, io);
+	wait_for_completion_io(&io->done);
+	return io->error;
 }
 
 /* ------------------------------------------------------------------ */
@@ -767,34 +817,16 @@ static int write_pages(struct vmcache *c, u64 seq)
 	struct vmc_md_io io;
 	u32 p;
 
-	atomic_set(&io.pending, 1);
-	io.error = 0;
-	init_completion(&io.done);
+	vmc_md_io_start(&io);
 	for_each_set_bit(p, c->mpage_writing, c->layout.nr_mpages) {
 		struct vmc_mpage *mp = c->staging + (size_t)p * VMC_PAGE_SIZE;
 		u32 slot = !test_bit(p, c->mpage_slot);
-		struct dm_io_region where = {
-			.bdev = c->cache_dev->bdev,
-			.sector = vmc_mpage_sector(&c->layout, slot, p),
-			.count = VMC_PAGE_SECTORS,
-		};
-		struct dm_io_request req = {
-			.bi_opf = REQ_OP_WRITE,
-			.mem.type = DM_IO_VMA,
-			.mem.ptr.vma = mp,
-			.notify.fn = md_async_done,
-			.notify.context = &io,
-			.client = c->io_client,
-		};
 
 		seal_page(c, mp, p, seq);
-		atomic_inc(&io.pending);
-		if (dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT))
-			md_async_done(1, &io);
+		vmc_md_write_page(c, &io, mp,
+				  vmc_mpage_sector(&c->layout, slot, p));
 	}
-	md_async_done(0, &io);
-	wait_for_completion_io(&io.done);
-	return io.error;
+	return vmc_md_io_wait(&io);
 }
 
 /* a commit would write something (or clear a stale FLUX) */

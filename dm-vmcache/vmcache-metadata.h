@@ -43,6 +43,21 @@ int vmc_md_commit(struct vmcache *c, bool clean, struct bio_list *waiting);
  */
 int vmc_md_flush(struct vmcache *c, struct bio_list *waiting);
 
+/* metadata I/O, also used by vmcache-crc.c */
+struct vmc_md_io {
+	atomic_t pending;
+	int error;
+	struct completion done;
+};
+
+int vmc_md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
+	      unsigned int sectors);
+void vmc_md_io_start(struct vmc_md_io *io);
+void vmc_md_write_page(struct vmcache *c, struct vmc_md_io *io, void *page,
+		       sector_t sector);
+int vmc_md_io_wait(struct vmc_md_io *io);
+u32 vmc_md_page_csum(struct vmcache *c, const struct vmc_mpage_header *hdr);
+
 /* is there anything a commit would write? */
 bool vmc_md_changed(struct vmcache *c);
 
