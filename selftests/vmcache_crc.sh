@@ -228,6 +228,20 @@ t_mismatch_read() {
 ktap_test_result "damaged dirty sector: the read fails (EIO), counted, logged with the origin block" t_mismatch_read
 
 t_mismatch_wb() {
+	local out rc=0
+	# offline first: check names it, writeback-offline refuses it
+	stack_down
+	out=$(vmcachectl check /dev/ram0 2>&1) || rc=$?
+	ktap_print_msg "$out"
+	[ "$rc" = 1 ] && grep -q "origin block 20).*fail their checksum" <<<"$out" ||
+		return 1
+	if out=$(vmcachectl writeback-offline /dev/ram0 /dev/ram1 2>&1); then
+		ktap_print_msg "writeback-offline copied damaged data: $out"
+		return 1
+	fi
+	grep -q "fail their checksum" <<<"$out" || { ktap_print_msg "$out"; return 1; }
+	rd /dev/ram1 20 "$TMP/o" && compare_bytes "$TMP/o" "$TMP/old" || return 1
+	stack_up 0 "must_exist 1 $WB_HELD" || return 1
 	# expected on the origin: the new data but sector 3, which keeps the
 	# origin's older copy
 	cp "$TMP/new" "$TMP/want"
@@ -239,7 +253,7 @@ t_mismatch_wb() {
 		return 1
 	rd "$DEV" 20 "$TMP/r" && compare_bytes "$TMP/r" "$TMP/want"
 }
-ktap_test_result "damaged dirty sector: writeback ends, the origin keeps its older copy of it" t_mismatch_wb
+ktap_test_result "damaged dirty sector: check names it, offline writeback refuses it, writeback ends keeping the origin's older copy" t_mismatch_wb
 stack_down
 
 # ---------------------------------------------------------------------
