@@ -363,7 +363,13 @@ fsync_case() {
 
 vmc_st() { dmsetup status b_vmc | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-vmc_make() { # <option words...>: b_vmc over a wiped fast device and the origin
+# vmc_make <option words...>: b_vmc over a wiped fast device and the
+# origin; BENCH_VMC_OPTS (words joined by commas) is appended, to compare
+# tunables (e.g. writeback_max_inflight,256)
+vmc_make() {
+	local -a extra
+	IFS=, read -r -a extra <<<"${BENCH_VMC_OPTS:-}"
+	set -- "$@" "${extra[@]}"
 	modprobe -q dm-vmcache || return 1
 	wipe "$FAST" || return 1
 	dmsetup create b_vmc --table "0 $OSZ vmcache $FAST $ORIGIN $# $*" || return 1
@@ -785,7 +791,7 @@ echo "INFO kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 /
 echo "INFO origin: null_blk ${ORIGIN_MIB} MiB, memory-backed, ${ORIGIN_US} us per request (irqmode=2), queue depth $ORIGIN_QD, $ORIGIN_MBPS MiB/s cap, scheduler none, write cache: $(cat /sys/block/slow/queue/write_cache) ($([ "$ORIGIN_WC" = 1 ] && echo "null_blk cache_size $ORIGIN_CACHE_MIB MiB" || echo none))"
 echo "INFO fast: brd slice ${FAST_MIB} MiB; dm-cache metadata: brd slice ${META_MIB} MiB"
 echo "INFO workloads: fio libaio O_DIRECT, ${RUNTIME} s each; hot set ${HOT_MIB} MiB (warm-up: read twice)"
-echo "INFO sections: $SECTIONS"
+echo "INFO sections: $SECTIONS${BENCH_VMC_OPTS:+; extra vmcache options: ${BENCH_VMC_OPTS//,/ }}"
 modprobe -q dm-vmcache
 echo "INFO dm-vmcache srcversion $(cat /sys/module/dm_vmcache/srcversion 2>/dev/null || echo '?')"
 

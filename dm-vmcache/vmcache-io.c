@@ -1297,8 +1297,11 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		/*
 		 * Overwriting valid data in the cache only: a crash must not
 		 * find the new data under a clean mark (served now, lost at
-		 * eviction).  Record it dirty first, and wait until the disk
-		 * says so if it does not yet.
+		 * eviction).  It is marked dirty now and the next commit
+		 * records it; until then the durable superblock must say
+		 * FLUX, so that a crash makes the clean copies dirty (the
+		 * cache copy wins).  Only the first such write after a quiet
+		 * second waits, for the commit that sets FLUX.
 		 */
 		if (route == R_CACHE_WRITE && c->data_crc) {
 			/* vmcache-crc.c records it, with its checksums */
@@ -1308,8 +1311,11 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 			vmc_policy_set_dirty(c, idx, rq.touched);
 			/* (failed metadata: no commit will come, flushes fail) */
 			if ((rq.touched & ~b->ddirty) &&
-			    c->md_state == VMC_MD_OK)
-				wait_commit = true;
+			    c->md_state == VMC_MD_OK) {
+				c->flux_recent = true;
+				if (!c->flux_ondisk)
+					wait_commit = true;
+			}
 		}
 		/*
 		 * Both devices over a block the disk may map (a clean copy,
