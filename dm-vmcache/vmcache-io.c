@@ -1304,7 +1304,11 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		 * second waits, for the commit that sets FLUX.
 		 */
 		if (route == R_CACHE_WRITE && c->data_crc) {
-			/* vmcache-crc.c records it, with its checksums */
+			/*
+			 * data_crc: vmcache-crc.c records it dirty with its
+			 * checksums and waits for a commit (FLUX recovery
+			 * would leave the block without checksums).
+			 */
 			if (st >= ST_CLEAN)
 				pb->flags |= VMC_PB_CRC;
 		} else if (route == R_CACHE_WRITE && st >= ST_CLEAN) {
