@@ -1212,6 +1212,30 @@ static void test_create_checks(void)
 
 #include "unit_writeback.c"
 #include "unit_metrics.c"
+
+/* data_crc: the CRC area between mapping area B and the data, and nothing else moves */
+static void test_crc_layout(void)
+{
+	static const uint64_t sizes[] = { 20480, 1 << 21, 123456789, 1ULL << 31 };
+	struct vmc_cpage pg;
+
+	EXPECT(sizeof(pg) == VMC_PAGE_SIZE && VMC_CRC_BLOCKS_PER_PAGE * 64 + 16 <= VMC_PAGE_SIZE,
+	       "a CRC page holds 63 blocks of 2 x 8 slots");
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+		struct vmc_layout a, b;
+
+		vmc_compute_layout(sizes[i], 4096, &a);
+		vmc_compute_layout_crc(sizes[i], 4096, 1, &b);
+		EXPECT(!a.nr_cpages && a.data_start == vmc_data_start_for(a.nr_mpages),
+		       "size %zu: without data_crc the layout is the old one", i);
+		EXPECT(b.nr_cpages == (b.nr_blocks + 62) / 63 &&
+		       b.crc_start == b.mapping_start + 2ULL * b.nr_mpages * VMC_PAGE_SECTORS &&
+		       vmc_cpage_sector(&b, 1, b.nr_cpages - 1) + VMC_PAGE_SECTORS <= b.data_start &&
+		       b.data_start % VMC_DATA_ALIGN_SECTORS == 0 &&
+		       b.data_start + b.nr_blocks * 8 <= sizes[i] && b.nr_blocks <= a.nr_blocks,
+		       "size %zu: CRC area after mapping area B, before the data, all inside", i);
+	}
+}
 #include "unit_mrc.c"
 
 /* ---- runner ------------------------------------------------------------ */
@@ -1242,6 +1266,7 @@ static const struct {
 	{ "prometheus_cli", test_prom_cli },
 	{ "drain_progress_line", test_drain_line },
 	{ "format_layout", test_format_layout },
+	{ "crc_layout", test_crc_layout },
 	{ "check_committed_mappings", test_check_mappings },
 	{ "byte_flips_fresh_image", test_flip_fresh },
 	{ "byte_flips_after_commit", test_flip_committed },
