@@ -274,6 +274,14 @@ static inline void vmc_compute_layout_crc(__u64 sectors, __u32 block_size,
 
 		n = drop < n ? n - drop : 0;
 	}
+	/*
+	 * The step above may overshoot (the metadata of the upper bound is
+	 * larger, by whole 1 MiB alignment steps): take the largest count
+	 * that fits, so that the size recorded at format (data_start plus
+	 * the blocks) gives the same count back when the cache is loaded.
+	 */
+	while (vmc_meta_for(n + 1, data_crc) + (n + 1) * bs <= sectors)
+		n++;
 	if (n > VMC_ENTRY_OBLOCK_MASK)
 		n = VMC_ENTRY_OBLOCK_MASK;
 	l->nr_blocks = n;

@@ -1235,6 +1235,21 @@ static void test_crc_layout(void)
 		       b.data_start + b.nr_blocks * 8 <= sizes[i] && b.nr_blocks <= a.nr_blocks,
 		       "size %zu: CRC area after mapping area B, before the data, all inside", i);
 	}
+	/* the size recorded at format (data_start + blocks) gives the layout back */
+	for (uint64_t mib = 1; mib <= 4096; mib++) {
+		for (int crc = 0; crc < 2; crc++) {
+			struct vmc_layout a, b;
+
+			vmc_compute_layout_crc(mib * 2048, 4096, crc, &a);
+			if (a.nr_blocks < VMC_MIN_BLOCKS)
+				continue;
+			vmc_compute_layout_crc(a.data_start + a.nr_blocks * 8, 4096, crc, &b);
+			EXPECT(a.nr_blocks == b.nr_blocks && a.data_start == b.data_start,
+			       "%" PRIu64 " MiB, data_crc %d: %" PRIu64 " blocks at format, %" PRIu64
+			       " from the recorded size", mib, crc, (uint64_t)a.nr_blocks,
+			       (uint64_t)b.nr_blocks);
+		}
+	}
 }
 #include "unit_mrc.c"
 
