@@ -8,8 +8,10 @@
  *             they are on the cache: one dm-io read per cache-contiguous
  *             piece into one buffer, then one dm-io write to the origin;
  *   flush     jobs whose origin write completed wait for an origin flush,
- *             sent (asynchronously) when half the window is copied or the
- *             copy stage runs empty; copying goes on meanwhile;
+ *             sent (asynchronously) when 4 MiB are copied, the oldest copy
+ *             has waited half a second, or the copy stage runs empty;
+ *             copying goes on meanwhile (a flush on a file-backed virtual
+ *             disk is a host fsync: few and large);
  *   clean     when the flush completes, the blocks it covers become clean
  *             (a block written meanwhile stays dirty).
  *
@@ -53,6 +55,8 @@
 #define VMC_WB_MAX_ITEMS	1024		/* writeback_max_inflight max */
 #define VMC_WB_JOB_BYTES	(512u << 10)	/* one origin write at most */
 #define VMC_WB_WINDOW_BYTES	(8u << 20)	/* buffers in flight at most */
+#define VMC_WB_FLUSH_BYTES	(4u << 20)	/* copied before a flush */
+#define VMC_WB_FLUSH_WAIT	(HZ / 2)	/* or the oldest waited this */
 #define VMC_WB_TICK		(HZ / 10)
 #define VMC_WB_MAX_BACKOFF	(30 * HZ)
 
@@ -643,6 +647,8 @@ static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 	kvfree(j->buf);
 	j->buf = NULL;
 	j->stage = JOB_COPIED;
+	if (!c->wb_copied)
+		c->wb_copied_at = jiffies;
 	c->wb_copied += j->nr_items;
 	list_add_tail(&j->node, &c->wb_copied_jobs);
 }
@@ -691,8 +697,10 @@ static void flush_stage(struct vmcache *c)
 	}
 	if (state != VMC_WB_FLUSH_IDLE || !c->wb_copied)
 		return;
-	/* flush when half the window is copied or copying has stopped */
-	if (c->wb_copying && c->wb_copied < max(window_max(c) / 2, 1u))
+	/* 4 MiB copied, the oldest waited long enough, or copying stopped */
+	if (c->wb_copying &&
+	    c->wb_copied < max(VMC_WB_FLUSH_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1u) &&
+	    time_before(jiffies, c->wb_copied_at + VMC_WB_FLUSH_WAIT))
 		return;
 	bio = bio_alloc_bioset(c->origin_dev->bdev, 0,
 			       REQ_OP_WRITE | REQ_PREFLUSH, GFP_NOIO, &c->bs);
