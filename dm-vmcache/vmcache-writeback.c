@@ -9,7 +9,7 @@
  *             piece into one buffer, then one dm-io write to the origin;
  *   flush     jobs whose origin write completed wait for an origin flush,
  *             sent (asynchronously) when 4 MiB are copied, the oldest copy
- *             has waited half a second, or the copy stage runs empty;
+ *             has waited half a second, or urgent copying has stopped;
  *             copying goes on meanwhile (a flush on a file-backed virtual
  *             disk is a host fsync: few and large);
  *   clean     when the flush completes, the blocks it covers become clean
@@ -669,8 +669,12 @@ static void reap(struct vmcache *c)
 	end_jobs(c, &ended);
 }
 
-/* the origin flush that makes copied jobs durable */
-static void flush_stage(struct vmcache *c)
+/*
+ * The origin flush that makes copied jobs durable.  @now: copying has
+ * stopped and nobody should wait (urgent writeback, stopping); otherwise a
+ * copy stage that runs empty between rate-limited windows waits for more.
+ */
+static void flush_stage(struct vmcache *c, bool now)
 {
 	/* pairs with flush_endio(): wb_flush_err is valid once DONE */
 	u8 state = smp_load_acquire(&c->wb_flush_state);
@@ -698,7 +702,7 @@ static void flush_stage(struct vmcache *c)
 	if (state != VMC_WB_FLUSH_IDLE || !c->wb_copied)
 		return;
 	/* 4 MiB copied, the oldest waited long enough, or copying stopped */
-	if (c->wb_copying &&
+	if ((c->wb_copying || !now) &&
 	    c->wb_copied < max(VMC_WB_FLUSH_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1u) &&
 	    time_before(jiffies, c->wb_copied_at + VMC_WB_FLUSH_WAIT))
 		return;
@@ -728,7 +732,7 @@ static void wb_work(struct work_struct *ws)
 	u32 want;
 
 	reap(c);
-	flush_stage(c);
+	flush_stage(c, stopping);
 	if (c->wb_backoff && !time_before(jiffies, c->wb_retry_at))
 		c->wb_backoff = false;
 	/* runs with failed metadata too: the origin still gets the data */
@@ -739,10 +743,15 @@ static void wb_work(struct work_struct *ws)
 		    !c->wb_copying)
 			next = max_t(unsigned long, next, VMC_WB_TICK);
 		/* nothing more to copy: the last copies need their flush */
-		flush_stage(c);
+		flush_stage(c, urgent);
 	} else if (!stopping) {
 		next = c->wb_retry_at - jiffies;
 	}
+	/* copies waiting for a flush: look again when it is due */
+	if (c->wb_copied && c->wb_flush_state == VMC_WB_FLUSH_IDLE &&
+	    time_after(jiffies + next, c->wb_copied_at + VMC_WB_FLUSH_WAIT))
+		next = max_t(long, c->wb_copied_at + VMC_WB_FLUSH_WAIT - jiffies,
+			     1);
 	if (wb_idle(c)) {
 		check_drained(c);
 		if (stopping) {
