@@ -31,7 +31,7 @@ CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
 .PHONY: all module userspace lint checkpatch sparse compat-check deps install \
 	test unit-test guest-test demo bench clean check-kdir module-6.12 \
-	test-6.12 test-debug module-private stress bench-vm
+	test-6.12 test-long test-debug module-private stress bench-vm
 
 all: module
 
@@ -103,6 +103,11 @@ guest-test: module userspace
 test-6.12: module-6.12 userspace
 	VMCACHE_KO=$(PWD_DIR)/build/k6.12/dm-vmcache/dm-vmcache.ko \
 	VMCACHE_BUILD_DIR=$(PWD_DIR)/build/guest-6.12 selftests/run-in-guest.sh
+
+# The long selftests that `make test` leaves out (scripts/run-all-tests.sh)
+test-long: module userspace
+	selftests/run-in-guest.sh vmcache_hostile.sh vmcache_counters.sh \
+		vmcache_offline.sh vmcache_scale.sh vmcache_mrc.sh
 
 # Not part of `make test`: the first kernel build takes long.
 test-debug: userspace

@@ -317,7 +317,7 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 	/*
 	 * Dirty blocks are kept in order of last write: writeback takes the
 	 * coldest first and leaves a block being rewritten alone (cleaning
-	 * it would make the next write wait for a commit).
+	 * it would only have it copied again after the next write).
 	 */
 	b->dirtied = vmc_now_secs(c);
 	if (b->list != VMC_LIST_DIRTY || c->lists[VMC_LIST_DIRTY].tail != idx)

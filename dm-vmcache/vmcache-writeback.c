@@ -8,8 +8,10 @@
  *             they are on the cache: one dm-io read per cache-contiguous
  *             piece into one buffer, then one dm-io write to the origin;
  *   flush     jobs whose origin write completed wait for an origin flush,
- *             sent (asynchronously) when half the window is copied or the
- *             copy stage runs empty; copying goes on meanwhile;
+ *             sent (asynchronously) when 4 MiB are copied, the oldest copy
+ *             has waited half a second, or urgent copying has stopped;
+ *             copying goes on meanwhile (a flush on a file-backed virtual
+ *             disk is a host fsync: few and large);
  *   clean     when the flush completes, the blocks it covers become clean
  *             (a block written meanwhile stays dirty).
  *
@@ -54,6 +56,8 @@
 #define VMC_WB_MAX_ITEMS	1024		/* writeback_max_inflight max */
 #define VMC_WB_JOB_BYTES	(512u << 10)	/* one origin write at most */
 #define VMC_WB_WINDOW_BYTES	(8u << 20)	/* buffers in flight at most */
+#define VMC_WB_FLUSH_BYTES	(4u << 20)	/* copied before a flush */
+#define VMC_WB_FLUSH_WAIT	(HZ / 2)	/* or the oldest waited this */
 #define VMC_WB_TICK		(HZ / 10)
 #define VMC_WB_MAX_BACKOFF	(30 * HZ)
 
@@ -673,6 +677,8 @@ static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 	kvfree(j->buf);
 	j->buf = NULL;
 	j->stage = JOB_COPIED;
+	if (!c->wb_copied)
+		c->wb_copied_at = jiffies;
 	c->wb_copied += j->nr_items;
 	list_add_tail(&j->node, &c->wb_copied_jobs);
 }
@@ -693,8 +699,12 @@ static void reap(struct vmcache *c)
 	end_jobs(c, &ended);
 }
 
-/* the origin flush that makes copied jobs durable */
-static void flush_stage(struct vmcache *c)
+/*
+ * The origin flush that makes copied jobs durable.  @now: copying has
+ * stopped and nobody should wait (urgent writeback, stopping); otherwise a
+ * copy stage that runs empty between rate-limited windows waits for more.
+ */
+static void flush_stage(struct vmcache *c, bool now)
 {
 	/* pairs with flush_endio(): wb_flush_err is valid once DONE */
 	u8 state = smp_load_acquire(&c->wb_flush_state);
@@ -721,8 +731,10 @@ static void flush_stage(struct vmcache *c)
 	}
 	if (state != VMC_WB_FLUSH_IDLE || !c->wb_copied)
 		return;
-	/* flush when half the window is copied or copying has stopped */
-	if (c->wb_copying && c->wb_copied < max(window_max(c) / 2, 1u))
+	/* 4 MiB copied, the oldest waited long enough, or copying stopped */
+	if ((c->wb_copying || !now) &&
+	    c->wb_copied < max(VMC_WB_FLUSH_BYTES / c->tun[VMC_T_BLOCK_SIZE], 1u) &&
+	    time_before(jiffies, c->wb_copied_at + VMC_WB_FLUSH_WAIT))
 		return;
 	bio = bio_alloc_bioset(c->origin_dev->bdev, 0,
 			       REQ_OP_WRITE | REQ_PREFLUSH, GFP_NOIO, &c->bs);
@@ -750,7 +762,7 @@ static void wb_work(struct work_struct *ws)
 	u32 want;
 
 	reap(c);
-	flush_stage(c);
+	flush_stage(c, stopping);
 	if (c->wb_backoff && !time_before(jiffies, c->wb_retry_at))
 		c->wb_backoff = false;
 	/* runs with failed metadata too: the origin still gets the data */
@@ -761,10 +773,15 @@ static void wb_work(struct work_struct *ws)
 		    !c->wb_copying)
 			next = max_t(unsigned long, next, VMC_WB_TICK);
 		/* nothing more to copy: the last copies need their flush */
-		flush_stage(c);
+		flush_stage(c, urgent);
 	} else if (!stopping) {
 		next = c->wb_retry_at - jiffies;
 	}
+	/* copies waiting for a flush: look again when it is due */
+	if (c->wb_copied && c->wb_flush_state == VMC_WB_FLUSH_IDLE &&
+	    time_after(jiffies + next, c->wb_copied_at + VMC_WB_FLUSH_WAIT))
+		next = max_t(long, c->wb_copied_at + VMC_WB_FLUSH_WAIT - jiffies,
+			     1);
 	if (wb_idle(c)) {
 		check_drained(c);
 		if (stopping) {

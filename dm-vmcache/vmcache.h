@@ -278,6 +278,7 @@ struct vmcache {
 	struct vmc_wb_pick *wb_picks;
 	u32 wb_copying;			/* blocks being read or written */
 	u32 wb_copied;			/* blocks on wb_copied_jobs */
+	unsigned long wb_copied_at;	/* jiffies: the oldest of them */
 	u8 wb_flush_state;		/* VMC_WB_FLUSH_* */
 	bool wb_flush_err;
 	bool wb_backoff;		/* no new copies before wb_retry_at */
