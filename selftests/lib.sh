@@ -537,3 +537,48 @@ run_timed() {
 		ktap_test_fail "$d ($(($(now_ms) - t0)) ms)"
 	fi
 }
+
+# ----------------------------------------------------- power-cut stack
+# For tests that cut the power (vmcache_trust.sh, vmcache_crc.sh), over
+# /dev/ram0 (cache) and /dev/ram1 (origin), with $NAME, $SECTORS, $MIB:
+#
+#   $NAME: vmcache over dc (dm-delay: slow cache writes) -> cut_c -> ram0
+#                       and cut_o -> ram1
+#
+# power_cut reloads cut_c and cut_o to drop every later write: ram0 and
+# ram1 then hold what a power cut at that instant would have left.
+
+# table_of <opts>: the vmcache line over dc and cut_o
+table_of() {
+	local opts
+	read -r -a opts <<<"$1"
+	echo "0 $SECTORS vmcache /dev/mapper/dc /dev/mapper/cut_o ${#opts[@]} $1"
+}
+
+# stack_up <cache write delay ms> <vmcache options> [blank]
+stack_up() {
+	[ "${3:-}" = blank ] && wipe_dev /dev/ram0 2
+	[ "${3:-}" = blank ] && wipe_dev /dev/ram1 "$MIB"
+	dm_create cut_c "0 $SECTORS linear /dev/ram0 0" &&
+		dm_create cut_o "0 $SECTORS linear /dev/ram1 0" &&
+		dm_create dc "0 $SECTORS delay /dev/mapper/cut_c 0 0 /dev/mapper/cut_c 0 $1" &&
+		dm_create "$NAME" "$(table_of "$2")"
+}
+
+stack_down() {
+	local d
+	for d in "$NAME" dc cut_c cut_o; do
+		dm_exists "$d" && dm_remove "$d"
+	done
+	return 0
+}
+
+# power_cut: from now on nothing more reaches /dev/ram0 or /dev/ram1
+power_cut() {
+	dmsetup suspend --noflush cut_c cut_o || return 1
+	dmsetup load cut_c --table \
+		"0 $SECTORS flakey /dev/ram0 0 0 3600 1 drop_writes" &&
+		dmsetup load cut_o --table \
+			"0 $SECTORS flakey /dev/ram1 0 0 3600 1 drop_writes" &&
+		dmsetup resume cut_c cut_o
+}
