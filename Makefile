@@ -29,7 +29,7 @@ KDIR_612 ?= $(lastword $(foreach d,$(sort $(wildcard /usr/src/linux-headers-6.12
 KDIRS_ALL := $(foreach d,$(sort $(wildcard /usr/src/linux-headers-6.*-amd64)),$(if $(wildcard $(d)/Makefile),$(d)))
 CHECKPATCH ?= build/checkpatch/checkpatch.pl
 
-.PHONY: all module userspace lint checkpatch sparse compat-check deps install \
+.PHONY: all module userspace lint checkpatch sparse shellcheck compat-check deps install \
 	test unit-test guest-test demo bench clean check-kdir module-6.12 \
 	test-6.12 test-long test-debug module-private stress bench-vm
 
@@ -47,6 +47,10 @@ userspace:
 	$(MAKE) -C userspace
 
 lint: checkpatch sparse
+
+# The same check CI runs on every tracked shell script.
+shellcheck:
+	git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck
 
 checkpatch:
 	CHECKPATCH=$(CHECKPATCH) scripts/lint-checkpatch.sh

@@ -550,9 +550,9 @@ run_timed() {
 
 # table_of <opts>: the vmcache line over dc and cut_o
 table_of() {
-	local opts
-	read -r -a opts <<<"$1"
-	echo "0 $SECTORS vmcache /dev/mapper/dc /dev/mapper/cut_o ${#opts[@]} $1"
+	local -a table_words
+	read -r -a table_words <<<"$1"
+	echo "0 $SECTORS vmcache /dev/mapper/dc /dev/mapper/cut_o ${#table_words[@]} $1"
 }
 
 # stack_up <cache write delay ms> <vmcache options> [blank]
