@@ -43,7 +43,9 @@ enum vmc_route {
 struct vmc_own {
 	struct vmcache *c;
 	struct bio *parent;
+	struct bio *next;	/* overlay reads: the parent's next one */
 	u32 cblock;
+	u32 offset;		/* overlay reads: bytes into the parent */
 	u8 mask;
 	struct bio bio;		/* must be last */
 };
@@ -272,14 +274,50 @@ void vmc_commit_work(struct work_struct *ws)
 /* ------------------------------------------------------------------ */
 /* promotion: copy what a read miss brought in into the cache */
 
+static void free_page_bio(struct bio *bio)
+{
+	struct bio_vec *bv;
+	struct bvec_iter_all all;
+
+	bio_for_each_segment_all(bv, bio, all)
+		__free_page(bv->bv_page);
+	bio_put(bio);
+}
+
+/*
+ * A bio of ours to the cache device over @bytes of pages of its own.
+ * Without waiting: end_io context, or c->lock held.
+ */
+static struct bio *alloc_page_bio(struct vmcache *c, unsigned int bytes,
+				  blk_opf_t opf)
+{
+	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
+	struct bio *bio;
+
+	bio = bio_alloc_bioset(c->cache_dev->bdev, nr, opf, GFP_NOWAIT, &c->bs);
+	if (!bio)
+		return NULL;
+	for (i = 0; i < nr; i++) {
+		unsigned int len = min_t(unsigned int, bytes - i * PAGE_SIZE,
+					 PAGE_SIZE);
+		struct page *page = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+
+		if (!page || bio_add_page(bio, page, len, 0) != len) {
+			if (page)
+				__free_page(page);
+			free_page_bio(bio);
+			return NULL;
+		}
+	}
+	return bio;
+}
+
 static void fill_endio(struct bio *fill)
 {
 	struct vmc_own *own = own_of(fill);
 	struct vmcache *c = own->c;
 	struct vmc_block *b = &c->blocks[own->cblock];
 	unsigned long flags;
-	struct bio_vec *bv;
-	struct bvec_iter_all iter;
 
 	spin_lock_irqsave(&c->lock, flags);
 	if (!fill->bi_status) {
@@ -295,35 +333,27 @@ static void fill_endio(struct bio *fill)
 	if (fill->bi_status)
 		vmc_note_cache_error(c);
 
-	bio_for_each_segment_all(bv, fill, iter)
-		__free_page(bv->bv_page);
-	bio_put(fill);
+	free_page_bio(fill);
 	if (atomic_dec_and_test(&c->internal_io))
 		wake_up_var(&c->internal_io);
 }
 
-static void send_overlays(struct bio *bio);
-
 void vmc_fill_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(ws, struct vmcache, fill_work);
-	struct bio_list fills, remaps, overlays;
+	struct bio_list fills, remaps;
 	struct bio *bio;
 
 	spin_lock_irq(&c->defer_lock);
 	fills = c->fill_bios;
 	remaps = c->remap_bios;
-	overlays = c->overlay_bios;
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->remap_bios);
-	bio_list_init(&c->overlay_bios);
 	spin_unlock_irq(&c->defer_lock);
 	while ((bio = bio_list_pop(&fills)))
 		submit_bio_noacct(bio);
 	while ((bio = bio_list_pop(&remaps)))
 		dm_submit_bio_remap(bio, NULL);
-	while ((bio = bio_list_pop(&overlays)))
-		send_overlays(bio);
 }
 
 /* submit a bio of dm's that we remapped, later, from process context */
@@ -359,33 +389,13 @@ static void defer_remapped(struct vmcache *c, struct bio *bio)
 static bool start_fill(struct vmcache *c, struct bio *bio,
 		       struct bvec_iter src, u32 cblock, u8 mask)
 {
-	unsigned int bytes = src.bi_size;
-	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
 	struct bvec_iter dst_iter;
 	struct bio *fill;
 	unsigned long flags;
 
-	fill = bio_alloc_bioset(c->cache_dev->bdev, nr, REQ_OP_WRITE,
-				GFP_NOWAIT, &c->bs);
+	fill = alloc_page_bio(c, src.bi_size, REQ_OP_WRITE);
 	if (!fill)
 		return false;
-	for (i = 0; i < nr; i++) {
-		unsigned int len = min_t(unsigned int, bytes - i * PAGE_SIZE,
-					 PAGE_SIZE);
-		struct page *page = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
-
-		if (!page || bio_add_page(fill, page, len, 0) != len) {
-			struct bio_vec *bv;
-			struct bvec_iter_all all;
-
-			if (page)
-				__free_page(page);
-			bio_for_each_segment_all(bv, fill, all)
-				__free_page(bv->bv_page);
-			bio_put(fill);
-			return false;
-		}
-	}
 	dst_iter = fill->bi_iter;
 	bio_copy_data_iter(fill, &dst_iter, bio, &src);
 	fill->bi_iter.bi_sector = vmc_cblock_sector(c, cblock) +
@@ -701,65 +711,73 @@ static u64 origin_run(struct vmcache *c, u64 first, u64 last, bool is_write)
 /* ------------------------------------------------------------------ */
 /*
  * Overlay reads.  A bypassed read over blocks with dirty data reads the
- * whole range from the origin in one piece, then reads the dirty runs from
- * the cache over the stale parts of its buffer: one origin bio however
- * scattered the dirty blocks are.  Each overlay clone holds its block from
- * map to its completion, so the block is neither evicted nor reused
- * meanwhile; writeback may clean it, the cache copy is still the newest.
+ * whole range from the origin in one piece and, at the same time, the
+ * dirty runs from the cache into pages of their own; once all are done
+ * the dirty runs are copied over the stale parts of the origin's data.
+ * One origin bio however scattered the dirty blocks are, and the cache
+ * reads add no wait after the origin's.  Each overlay read holds its
+ * block from map until the bio completes, so the block is neither evicted
+ * nor reused meanwhile; writeback may clean it, the cache copy is still
+ * the newest.
+ *
+ * pb->overlay_pending counts the origin read plus each overlay read; the
+ * one that brings it to zero finishes the bio.  The origin read's end_io
+ * sets VMC_PB_OVERLAID first: when an overlay read finishes last, it ends
+ * the bio again and end_io, seeing the flag, finishes it.  Both may run
+ * in IRQ context: the copy and the frees never sleep.
  */
 #define VMC_OVERLAY_MAX	64	/* cache reads per bio; the rest is cut */
 
-static void overlay_endio(struct bio *clone)
+static void overlay_endio(struct bio *ov)
 {
-	struct vmc_own *own = own_of(clone);
-	struct vmcache *c = own->c;
-	struct bio *parent = own->parent;
+	struct bio *parent = own_of(ov)->parent;
 	struct vmc_bio *pb = dm_per_bio_data(parent, sizeof(*pb));
-	unsigned long flags;
 
-	if (clone->bi_status) {
-		pb->clone_status = clone->bi_status;
-		vmc_note_cache_error(c);
+	if (ov->bi_status) {
+		pb->clone_status = ov->bi_status;
+		vmc_note_cache_error(own_of(ov)->c);
 	}
-	spin_lock_irqsave(&c->lock, flags);
-	c->blocks[own->cblock].holders--;
-	spin_unlock_irqrestore(&c->lock, flags);
-	bio_put(clone);
-	bio_endio(parent);
+	if (atomic_dec_and_test(&pb->overlay_pending))
+		bio_endio(parent);
 }
 
-/* drop overlays never sent (the origin read failed) */
-static void drop_overlays(struct vmcache *c, struct vmc_bio *pb)
+/* the bio is done: lay the dirty runs over it (@ok), free the reads */
+static void finish_overlays(struct vmcache *c, struct bio *bio,
+			    struct vmc_bio *pb, bool ok)
 {
-	struct bio *clone = pb->overlay, *next;
+	struct bio *ov = pb->overlay, *next;
 	unsigned long flags;
 
-	spin_lock_irqsave(&c->lock, flags);
-	for (; clone; clone = next) {
-		next = clone->bi_next;
-		c->blocks[own_of(clone)->cblock].holders--;
-		bio_put(clone);
-	}
-	spin_unlock_irqrestore(&c->lock, flags);
 	pb->overlay = NULL;
+	for (; ov; ov = next) {
+		struct vmc_own *own = own_of(ov);
+		struct bvec_iter dst = pb->iter, src = { };
+		struct bio_vec *bv;
+		struct bvec_iter_all all;
+
+		next = own->next;
+		if (ok) {
+			bio_for_each_segment_all(bv, ov, all)
+				src.bi_size += bv->bv_len;
+			bio_advance_iter(bio, &dst, own->offset);
+			bio_copy_data_iter(bio, &dst, ov, &src);
+		}
+		spin_lock_irqsave(&c->lock, flags);
+		c->blocks[own->cblock].holders--;
+		spin_unlock_irqrestore(&c->lock, flags);
+		free_page_bio(ov);
+	}
 }
 
-/* process context: the origin read is done, read the dirty runs over it */
-static void send_overlays(struct bio *bio)
+/* map, after c->lock is dropped: the overlay reads go with the origin's */
+static void send_overlays(struct vmc_bio *pb)
 {
-	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	struct bio *clone = pb->overlay, *next;
+	struct bio *ov = pb->overlay, *next;
 
-	pb->overlay = NULL;
-	reset_remaining(bio);
-	for (; clone; clone = next) {
-		next = clone->bi_next;
-		clone->bi_next = NULL;
-		bio_inc_remaining(bio);
-		submit_bio_noacct(clone);
+	for (; ov; ov = next) {
+		next = own_of(ov)->next;
+		submit_bio_noacct(ov);
 	}
-	/* the reference the origin read left: end_io runs once all are in */
-	bio_endio(bio);
 }
 
 /*
@@ -772,19 +790,18 @@ static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
 {
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	sector_t end = s + bio_sectors(bio);
-	struct bio_list clones, blk;
+	struct bio *head = NULL, **tail = &head, *blk, **blk_tail;
 	u32 n = 0;
 	u64 ob;
 
-	bio_list_init(&clones);
 	*hits = 0;
 	for (ob = first; ob <= last; ob++) {
 		sector_t bstart = ob << c->block_shift;
 		u32 idx = vmc_lookup(c, ob);
 		unsigned long dirty;
-		unsigned int k;
+		unsigned int k, runs = 0;
 		struct vmc_block *b;
-		struct bio *clone;
+		struct bio *ov;
 
 		if (idx == VMC_NIL) {
 			vmc_policy_stream_seen(c, ob);
@@ -796,7 +813,8 @@ static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
 			continue;
 		if (n + hweight8(dirty) > VMC_OVERLAY_MAX)
 			break;
-		bio_list_init(&blk);
+		blk = NULL;
+		blk_tail = &blk;
 		for (k = find_first_bit(&dirty, VMC_SUBBLOCKS);
 		     k < VMC_SUBBLOCKS;
 		     k = find_next_bit(&dirty, VMC_SUBBLOCKS, k)) {
@@ -807,37 +825,44 @@ static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
 
 			from = max(from, s);
 			to = min(to, end);
-			clone = bio_alloc_clone(c->cache_dev->bdev, bio,
-						GFP_NOWAIT, &c->bs);
-			if (!clone)
+			ov = alloc_page_bio(c, (to - from) << SECTOR_SHIFT,
+					    REQ_OP_READ);
+			if (!ov)
 				break;
-			clone->bi_opf &= ~REQ_POLLED;
-			bio_advance(clone, (from - s) << SECTOR_SHIFT);
-			clone->bi_iter.bi_size = (to - from) << SECTOR_SHIFT;
-			clone->bi_iter.bi_sector = vmc_cblock_sector(c, idx) +
-						   (from - bstart);
-			clone->bi_end_io = overlay_endio;
-			own_of(clone)->c = c;
-			own_of(clone)->parent = bio;
-			own_of(clone)->cblock = idx;
-			bio_list_add(&blk, clone);
+			ov->bi_iter.bi_sector = vmc_cblock_sector(c, idx) +
+						(from - bstart);
+			ov->bi_end_io = overlay_endio;
+			own_of(ov)->c = c;
+			own_of(ov)->parent = bio;
+			own_of(ov)->cblock = idx;
+			own_of(ov)->offset = (from - s) << SECTOR_SHIFT;
+			own_of(ov)->next = NULL;
+			*blk_tail = ov;
+			blk_tail = &own_of(ov)->next;
+			runs++;
 			k = e;
 		}
 		if (k < VMC_SUBBLOCKS) {
 			/* no memory for all of this block: cut before it */
-			while ((clone = bio_list_pop(&blk)))
-				bio_put(clone);
+			for (; blk; blk = ov) {
+				ov = own_of(blk)->next;
+				free_page_bio(blk);
+			}
 			break;
 		}
-		/* each clone holds the block until it completes */
-		b->holders += bio_list_size(&blk);
-		n += bio_list_size(&blk);
-		bio_list_merge(&clones, &blk);
+		/* each read holds the block until the bio completes */
+		b->holders += runs;
+		n += runs;
+		*tail = blk;
+		tail = blk_tail;
 		(*hits)++;
 	}
-	pb->overlay = clones.head;
-	if (clones.head)
+	pb->overlay = head;
+	if (head) {
 		pb->flags |= VMC_PB_OVERLAY;
+		/* the origin read and each overlay read */
+		atomic_set(&pb->overlay_pending, n + 1);
+	}
 	return ob - first;
 }
 
@@ -1190,6 +1215,8 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		vmc_mrc_run(c->mrc, first, n, is_write, false);
 	if (need_commit)
 		queue_work(c->wq, &c->commit_work);
+	if (pb->flags & VMC_PB_OVERLAY)
+		send_overlays(pb);
 
 	switch (kind) {
 	case RUN_NONE:
@@ -1412,34 +1439,29 @@ static void lat_done(struct vmcache *c, struct vmc_bio *pb)
 		vmc_lat_add(c, pb->lat_class, vmc_now_us() - pb->lat_start, 1);
 }
 
-/* an overlay read: first the origin read completes, then the overlays */
+/*
+ * An overlay read: the origin read completed (first call), or the last
+ * overlay read did after it (VMC_PB_OVERLAID).  Dirty data the cache
+ * cannot give back fails the bio: never stale data.
+ */
 static int overlay_end_io(struct vmcache *c, struct bio *bio,
 			  struct vmc_bio *pb, blk_status_t *error)
 {
-	unsigned long flags;
-
-	if (pb->flags & VMC_PB_OVERLAID) {
-		/* dirty data the cache cannot give back: fail, never stale */
-		if (pb->clone_status)
-			*error = pb->clone_status;
-		pb->flags = 0;
-		lat_done(c, pb);
-		return DM_ENDIO_DONE;
+	if (!(pb->flags & VMC_PB_OVERLAID)) {
+		if (*error)
+			vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+		pb->flags |= VMC_PB_OVERLAID;
+		/* ended again by the last overlay read: one reference */
+		reset_remaining(bio);
+		if (!atomic_dec_and_test(&pb->overlay_pending))
+			return DM_ENDIO_INCOMPLETE;
 	}
-	if (*error) {
-		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
-		drop_overlays(c, pb);
-		pb->flags = 0;
-		lat_done(c, pb);
-		return DM_ENDIO_DONE;
-	}
-	/* end_io may run in IRQ context: the worker submits */
-	pb->flags |= VMC_PB_OVERLAID;
-	spin_lock_irqsave(&c->defer_lock, flags);
-	bio_list_add(&c->overlay_bios, bio);
-	spin_unlock_irqrestore(&c->defer_lock, flags);
-	queue_work(c->wq, &c->fill_work);
-	return DM_ENDIO_INCOMPLETE;
+	if (!*error && pb->clone_status)
+		*error = pb->clone_status;
+	finish_overlays(c, bio, pb, !*error);
+	pb->flags = 0;
+	lat_done(c, pb);
+	return DM_ENDIO_DONE;
 }
 
 static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)

@@ -767,7 +767,6 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&c->fill_bios);
 	bio_list_init(&c->commit_wait);
 	bio_list_init(&c->remap_bios);
-	bio_list_init(&c->overlay_bios);
 	bio_list_init(&c->discard_bios);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);

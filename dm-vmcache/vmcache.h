@@ -261,7 +261,6 @@ struct vmcache {
 	struct bio_list flush_bios;	/* waiting for a commit */
 	struct bio_list fill_bios;	/* cache writes to submit */
 	struct bio_list remap_bios;	/* held bios to submit as remapped */
-	struct bio_list overlay_bios;	/* origin read done: send overlays */
 	struct bio_list discard_bios;	/* discards too wide to scan in map */
 	struct work_struct fill_work;
 	struct work_struct discard_work;
@@ -320,7 +319,10 @@ struct vmc_bio {
 		u64 ob_first;	/* origin writes: blocks counted in owrites */
 		struct bio *overlay;	/* reads: cache reads to lay over */
 	};
-	u32 ob_count;		/* (discards: the range of blocks to drop) */
+	union {
+		u32 ob_count;	/* (discards: the range of blocks to drop) */
+		atomic_t overlay_pending;	/* reads: see plan_overlays */
+	};
 	u32 lat_start;		/* vmc_now_us() at map */
 	u32 cblock;
 	u8 mask;		/* sub-blocks this bio touches */
@@ -346,8 +348,8 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 #define VMC_PB_OWRITE	BIT(7)	/* origin write counted in owrites */
 #define VMC_PB_FLUX	BIT(8)	/* counted in flux_inflight */
 #define VMC_PB_LATE_CLONE BIT(9) /* held: its cache clone goes out with it */
-#define VMC_PB_OVERLAY	BIT(10)	/* origin read, then dirty runs from the cache */
-#define VMC_PB_OVERLAID	BIT(11)	/* ... the cache reads were sent */
+#define VMC_PB_OVERLAY	BIT(10)	/* origin read, dirty runs read from the cache beside it */
+#define VMC_PB_OVERLAID	BIT(11)	/* ... the origin read completed */
 #define VMC_PB_FILL_RUN	BIT(12)	/* read miss of blocks ob_first.. to fill */
 #define VMC_PB_HIT_RUN	BIT(13)	/* read of blocks ob_first.. at cblock.. */
 #define VMC_PB_WRITE_RUN BIT(14) /* write of new blocks ob_first.. at cblock.. */

@@ -17,6 +17,9 @@
 #     that every origin read is split into chained pieces, with cache
 #     reads delayed 20 ms (the overlays used to complete the bio one
 #     completion early then: stale data);
+#  2c. over that origin swapped for dm-error, with the cache reads still
+#     delayed: the read fails, waits for its overlay reads, and lets
+#     their blocks go (read right again, and written back in full);
 #  3. the same stream with the cache device failing (dm-flakey under the
 #     cache, down): the read fails rather than return the origin's stale
 #     data;
@@ -112,7 +115,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 19
+ktap_set_plan 21
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -197,8 +200,10 @@ wipe_dev "$CACHE" 1
 dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) delay /dev/ram0 0 20 /dev/ram0 0 0"
 dmsetup resume vmc_str_c
 dd if="$tmp/a" of=/dev/vmc_str_o2 bs=1M oflag=direct status=none
+# a dm-linear over it, to be swapped for dm-error in 2c
+setup_linear vmc_str_o2l /dev/vmc_str_o2 || ktap_exit_fail_msg "dm-linear 2"
 cleanup_push "dmsetup remove vmc_str2 2>/dev/null || true"
-dmsetup create vmc_str2 --table "0 $(dev_sectors /dev/vmc_str_o2) vmcache $CACHE /dev/vmc_str_o2 10 mode writeback ${HOLD[*]} sequential_cutoff 512"
+dmsetup create vmc_str2 --table "0 $(dev_sectors /dev/vmc_str_o2) vmcache $CACHE /dev/mapper/vmc_str_o2l 10 mode writeback ${HOLD[*]} sequential_cutoff 512"
 wait_for_dev /dev/mapper/vmc_str2
 for ((i = 0; i < REG_MIB * 256; i += 16)); do
 	dd if="$tmp/b" of=/dev/mapper/vmc_str2 bs=4k skip=$i seek=$i count=1 \
@@ -209,7 +214,34 @@ done
 dd if=/dev/mapper/vmc_str2 of="$tmp/got2" bs=1M count=$REG_MIB iflag=direct status=none
 ktap_test_result "overlay: over an origin splitting every read (32 KiB requests), the dirty blocks still come from the cache" \
 	cmp "$tmp/got2" "$tmp/expect"
+
+# ------------- 2c. the origin read fails while the overlay reads run
+# The cache reads still take 20 ms: the origin's error comes first and
+# the bio must wait for its overlay reads, fail, and let their blocks go
+# (read again over the restored origin, then written back in full).
+swap_origin() { # <target line>
+	dmsetup suspend vmc_str_o2l
+	dmsetup load vmc_str_o2l --table "$1"
+	dmsetup resume vmc_str_o2l
+}
+swap_origin "0 $(dev_sectors /dev/vmc_str_o2) error"
+if dd if=/dev/mapper/vmc_str2 of="$tmp/got2c" bs=1M count=$REG_MIB iflag=direct status=none 2>/dev/null; then
+	ktap_test_fail "overlay: an origin error under the overlays fails the read (it returned data)"
+else
+	ktap_test_pass "overlay: an origin error under the overlays fails the read"
+fi
+swap_origin "0 $(dev_sectors /dev/vmc_str_o2) linear /dev/vmc_str_o2 0"
+overlay_error_then_ok() {
+	dd if=/dev/mapper/vmc_str2 of="$tmp/got2c" bs=1M count="$REG_MIB" iflag=direct status=none &&
+		cmp "$tmp/got2c" "$tmp/expect" &&
+		[ "$(NAME=vmc_str2 st blocks_dirty)" = $((REG_MIB * 16)) ] &&
+		NAME=vmc_str2 drain &&
+		cmp <(dd if=/dev/vmc_str_o2 bs=1M count="$REG_MIB" iflag=direct status=none) "$tmp/expect"
+}
+ktap_test_result "overlay: after it the stream reads right again, and every dirty block is written back (none left held)" \
+	overlay_error_then_ok
 dm_remove vmc_str2
+dm_remove vmc_str_o2l
 dmsetup load vmc_str_c --table "0 $(dev_sectors /dev/ram0) linear /dev/ram0 0"
 dmsetup resume vmc_str_c
 wipe_dev "$CACHE" 1
@@ -333,4 +365,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 19
+ktap_finished 21
