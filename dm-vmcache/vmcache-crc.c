@@ -489,16 +489,6 @@ static u32 last_block(struct vmc_crc_io *x)
 	return x->cblock + (x->first + x->nsect - 1) / VMC_SUBBLOCKS;
 }
 
-static void free_bounce(struct bio *bb)
-{
-	struct bio_vec *bv;
-	struct bvec_iter_all all;
-
-	bio_for_each_segment_all(bv, bb, all)
-		__free_page(bv->bv_page);
-	bio_put(bb);
-}
-
 bool vmc_crc_is_bounce(struct bio *bio)
 {
 	return bio->bi_end_io == crc_write_endio;
@@ -641,7 +631,7 @@ static void start_write(struct vmcache *c, struct bio *bio)
 	return;
 fail:
 	if (bb)
-		free_bounce(bb);
+		vmc_free_page_bio(bb);
 	kfree(x);
 	bio->bi_status = BLK_STS_IOERR;
 	bio_endio(bio);
@@ -682,7 +672,7 @@ static void crc_write_endio(struct bio *bb)
 	spin_unlock_irqrestore(&c->lock, flags);
 
 	orig->bi_status = bb->bi_status;
-	free_bounce(bb);
+	vmc_free_page_bio(bb);
 	kfree(x);
 	if (!bio_list_empty(&parked)) {
 		spin_lock_irqsave(&c->defer_lock, flags);

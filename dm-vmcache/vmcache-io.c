@@ -274,16 +274,6 @@ void vmc_commit_work(struct work_struct *ws)
 /* ------------------------------------------------------------------ */
 /* promotion: copy what a read miss brought in into the cache */
 
-static void free_page_bio(struct bio *bio)
-{
-	struct bio_vec *bv;
-	struct bvec_iter_all all;
-
-	bio_for_each_segment_all(bv, bio, all)
-		__free_page(bv->bv_page);
-	bio_put(bio);
-}
-
 /*
  * A bio of ours to the cache device over @bytes of pages of its own.
  * Without waiting: end_io context, or c->lock held.
@@ -305,7 +295,7 @@ static struct bio *alloc_page_bio(struct vmcache *c, unsigned int bytes,
 		if (!page || bio_add_page(bio, page, len, 0) != len) {
 			if (page)
 				__free_page(page);
-			free_page_bio(bio);
+			vmc_free_page_bio(bio);
 			return NULL;
 		}
 	}
@@ -333,7 +323,7 @@ static void fill_endio(struct bio *fill)
 	if (fill->bi_status)
 		vmc_note_cache_error(c);
 
-	free_page_bio(fill);
+	vmc_free_page_bio(fill);
 	if (atomic_dec_and_test(&c->internal_io))
 		wake_up_var(&c->internal_io);
 }
@@ -765,7 +755,7 @@ static void finish_overlays(struct vmcache *c, struct bio *bio,
 		spin_lock_irqsave(&c->lock, flags);
 		c->blocks[own->cblock].holders--;
 		spin_unlock_irqrestore(&c->lock, flags);
-		free_page_bio(ov);
+		vmc_free_page_bio(ov);
 	}
 }
 
@@ -846,7 +836,7 @@ static u64 plan_overlays(struct vmcache *c, struct bio *bio, sector_t s,
 			/* no memory for all of this block: cut before it */
 			for (; blk; blk = ov) {
 				ov = own_of(blk)->next;
-				free_page_bio(blk);
+				vmc_free_page_bio(blk);
 			}
 			break;
 		}

@@ -7,6 +7,7 @@
 #ifndef DM_VMCACHE_H
 #define DM_VMCACHE_H
 
+#include <linux/bio.h>
 #include <linux/device-mapper.h>
 #include <linux/kobject.h>
 #include <linux/ktime.h>
@@ -381,6 +382,17 @@ static inline void vmc_stat_inc(struct vmcache *c, enum vmc_stat s)
 }
 
 /* microseconds, wrapping every 71 minutes: differences stay right */
+/* put a bio of ours whose pages are its own (fills, overlays, bounces) */
+static inline void vmc_free_page_bio(struct bio *bio)
+{
+	struct bio_vec *bv;
+	struct bvec_iter_all all;
+
+	bio_for_each_segment_all(bv, bio, all)
+		__free_page(bv->bv_page);
+	bio_put(bio);
+}
+
 static inline u32 vmc_now_us(void)
 {
 	return (u32)ktime_to_us(ktime_get());
