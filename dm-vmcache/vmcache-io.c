@@ -86,7 +86,7 @@ static u8 span_mask(struct vmcache *c, sector_t s, sector_t end, u64 ob)
 
 static atomic_t *owrite_slot(struct vmcache *c, u64 oblock)
 {
-	return &c->owrites[hash_64(oblock, 32) % VMC_OWRITE_SLOTS];
+	return &c->owrites[hash_64(oblock, VMC_OWRITE_BITS)];
 }
 
 /*

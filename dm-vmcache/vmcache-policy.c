@@ -32,9 +32,24 @@ static inline struct vmc_block *blk(struct vmcache *c, u32 idx)
 	return &c->blocks[idx];
 }
 
+/*
+ * Multiplicative hashing mixes well only into the product's top bits: the
+ * low bits of a 32-bit hash_64() put 16384 consecutive blocks into about
+ * 7100 of 32768 buckets.  Every table here is indexed by the top bits.
+ */
 static u32 hash_of(struct vmcache *c, u64 oblock)
 {
-	return hash_64(oblock, 32) & c->hash_mask;
+	return hash_64(oblock, c->hash_bits);
+}
+
+/* the hashed counters' slot of @oblock, and 4 more bits of it as a tag */
+static u32 counter_slot(struct vmcache *c, u64 oblock, u8 *tag)
+{
+	u64 h = (oblock ^ 0x5bd1e995) * GOLDEN_RATIO_64;
+
+	if (tag)
+		*tag = (h >> (60 - c->hash_bits)) & 0xf;
+	return h >> (64 - c->hash_bits);
 }
 
 static void list_unlink(struct vmcache *c, u32 idx)
@@ -92,7 +107,7 @@ int vmc_policy_create(struct vmcache *c)
 	c->blocks = vzalloc(array_size(c->nr_blocks, sizeof(*c->blocks)));
 	/* a power of two that fits in 32 bits: 2^31 buckets at most */
 	buckets = c->nr_blocks > (1u << 31) ? 1u << 31 :
-		  roundup_pow_of_two(c->nr_blocks);
+		  roundup_pow_of_two(max(c->nr_blocks, 2u));
 	c->hash = vmalloc(array_size(buckets, sizeof(*c->hash)));
 	c->promote_count = vzalloc(buckets);
 	c->stream_stamp = vzalloc(buckets);
@@ -104,7 +119,7 @@ int vmc_policy_create(struct vmcache *c)
 	c->nr_mapped = 0;
 	c->nr_valid_blocks = 0;
 	c->promote_cursor = 0;
-	c->hash_mask = buckets - 1;
+	c->hash_bits = ilog2(buckets);
 	c->promote_mask = buckets - 1;
 	for (i = 0; i < buckets; i++)
 		c->hash[i] = VMC_NIL;
@@ -142,7 +157,7 @@ void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
 	swap(c->stream_stamp, from->stream_stamp);
 	c->stream_epoch = from->stream_epoch;
 	c->stream_touches = from->stream_touches;
-	c->hash_mask = from->hash_mask;
+	c->hash_bits = from->hash_bits;
 	c->promote_mask = from->promote_mask;
 	c->promote_cursor = from->promote_cursor;
 	memcpy(c->lists, from->lists, sizeof(c->lists));
@@ -361,8 +376,7 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 		c->promote_count[c->promote_cursor] = 0;
 		c->promote_cursor = (c->promote_cursor + 1) & c->promote_mask;
 	}
-	ctr = &c->promote_count[hash_64(oblock ^ 0x5bd1e995, 32) &
-				c->promote_mask];
+	ctr = &c->promote_count[counter_slot(c, oblock, NULL)];
 	if (*ctr + 1u >= need) {
 		*ctr = 0;
 		return true;
@@ -383,9 +397,8 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 
 bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock)
 {
-	u32 h = hash_64(oblock ^ 0x5bd1e995, 32);
-	u8 *stamp = &c->stream_stamp[h & c->promote_mask];
-	u8 tag = h >> 28, epoch = *stamp >> 4;
+	u8 tag, *stamp = &c->stream_stamp[counter_slot(c, oblock, &tag)];
+	u8 epoch = *stamp >> 4;
 	bool seen;
 
 	if (++c->stream_touches >= max(c->nr_blocks / VMC_STREAM_EPOCHS, 1u)) {

@@ -151,7 +151,8 @@ struct vmc_stats {
 	u64 lat_sum[VMC_NR_LAT];	/* microseconds */
 };
 
-#define VMC_OWRITE_SLOTS 1024
+#define VMC_OWRITE_BITS 10
+#define VMC_OWRITE_SLOTS BIT(VMC_OWRITE_BITS)
 
 /* blocks handled per lock hold by walks over the cache or a range */
 #define VMC_SCAN_STEP	1024u
@@ -202,7 +203,7 @@ struct vmcache {
 	spinlock_t lock;
 	struct vmc_block *blocks;
 	u32 *hash;
-	u32 hash_mask;
+	u8 hash_bits;			/* log2 of the hashed tables' size */
 	struct vmc_list lists[VMC_NR_LISTS];
 	u32 nr_dirty;			/* blocks with a dirty sub-block */
 	u32 nr_mapped;			/* blocks in the hash table */

@@ -33,6 +33,9 @@
 #     per bio, every block dirty, the data reads back and is written back;
 #  8. (run before 5) a stream read once is bypassed, read a second time
 #     it is cached, and the third pass reads nothing from the origin;
+#  8b. (run before 5) the same with 32 MiB, half the cache, in 128 KiB
+#     bios (readahead's size) and the default 4 MiB cutoff: after two
+#     passes >= 90 % of the blocks are cached;
 #  5. a reload of an unchanged cache reads only the superblocks (sectors
 #     read from the cache device during load, suspend and resume), and the
 #     new table has the same blocks, dirty data included, which reads back
@@ -115,7 +118,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 21
+ktap_set_plan 22
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -327,6 +330,34 @@ ktap_test_result "streams: the third pass reads nothing from the origin, and eve
 	stream_passes_ok
 destroy
 
+# ----------- 8b. a file of half the cache, read again in readahead-sized bios
+# 32 MiB (half the cache) in 128 KiB bios, the table's defaults (a 4 MiB
+# cutoff): the second pass must cache what the first bypassed.  Every
+# block of the first pass is remembered (hashed stamps); a hash that put
+# consecutive blocks into a fraction of its buckets forgot most of them.
+dd if=/dev/urandom of="$tmp/big" bs=1M count=32 status=none
+dd if="$tmp/big" of="$ORIGIN" bs=1M seek=128 oflag=direct status=none
+create mode writethrough
+p0=$(st promotions)
+r0=$(obios reads)
+dd if="$DEV" of=/dev/null bs=128k skip=1024 count=256 iflag=direct status=none
+wait_promotions 0
+r1=$(obios reads)
+dd if="$DEV" of=/dev/null bs=128k skip=1024 count=256 iflag=direct status=none
+wait_promotions $((p0 + 8192))
+p2=$(st promotions)
+r2=$(obios reads)
+dd if="$DEV" of="$tmp/big3" bs=128k skip=1024 count=256 iflag=direct status=none
+r3=$(obios reads)
+ktap_print_msg "32 MiB in 128 KiB bios: $((p2 - p0)) of 8192 blocks promoted after two passes; origin reads per pass $((r1 - r0)), $((r2 - r1)), $((r3 - r2))"
+reread_ok() {
+	[ $((p2 - p0)) -ge 7372 ] && [ $((r3 - r2)) -le $(((r1 - r0) / 10)) ] &&
+		cmp "$tmp/big3" "$tmp/big"
+}
+ktap_test_result "streams: a region of half the cache read twice is cached (>= 90 % of its blocks), the third pass reads <= 10 % from the origin, same data" \
+	reread_ok
+destroy
+
 # ------------------------- 5. a reload of an unchanged cache reads nothing
 # but superblocks: the new table takes the replaced table's state over.
 create mode writeback "${HOLD[@]}"
@@ -365,4 +396,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 21
+ktap_finished 22
