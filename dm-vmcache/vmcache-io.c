@@ -1104,6 +1104,23 @@ static bool hit_run_end_io(struct vmcache *c, struct bio *bio,
 enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE };
 
 /*
+ * Writeback: a stream of sync writes (a journal, O_DIRECT, data being
+ * fsynced) waits on every write, so it stays on the fast device instead
+ * of going around it, while dirty data is under writeback_high; past it
+ * the stream bypasses again so that writeback can catch up.  Background
+ * writeback of the page cache (no REQ_SYNC) still bypasses.  Called with
+ * c->lock held.
+ */
+static bool bypass_stream(struct vmcache *c, struct bio *bio, bool seq)
+{
+	if (!seq || !op_is_write(bio_op(bio)) || !(bio->bi_opf & REQ_SYNC) ||
+	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK)
+		return seq;
+	return (u64)c->nr_dirty * 100 >=
+	       (u64)c->tun[VMC_T_WB_HIGH] * c->nr_blocks;
+}
+
+/*
  * A bio spanning blocks is split only where the place of its data changes:
  *  - a hit run (hit_run_length) goes to the cache in one piece; a stream
  *    past the cutoff takes it when it is long or ends the bio;
@@ -1137,8 +1154,9 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	if (len <= to_end)
 		return false;
 	spin_lock_irqsave(&c->lock, flags);
-	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				    bio->bi_iter.bi_size, false);
+	seq = bypass_stream(c, bio,
+			    vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+						  bio->bi_iter.bi_size, false));
 	if (!is_write && !polled &&
 	    c->tun[VMC_T_MODE] != VMC_MODE_PASSTHROUGH)
 		n = hit_run_length(c, s, s + len, first, last, &cb);
@@ -1279,8 +1297,9 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	if (idx != VMC_NIL)
 		st = cut_uniform(c, bio, &c->blocks[idx], &rq);
 	/* after the cut: the rest comes back and continues the stream */
-	seq = vmc_policy_sequential(c, bio->bi_iter.bi_sector,
-				    bio->bi_iter.bi_size, true);
+	seq = bypass_stream(c, bio,
+			    vmc_policy_sequential(c, bio->bi_iter.bi_sector,
+						  bio->bi_iter.bi_size, true));
 	fresh = idx == VMC_NIL;
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,

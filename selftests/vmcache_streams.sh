@@ -36,6 +36,9 @@
 #  8b. (run before 5) the same with 32 MiB, half the cache, in 128 KiB
 #     bios (readahead's size) and the default 4 MiB cutoff: after two
 #     passes >= 90 % of the blocks are cached;
+#  9. (run before 5) writeback caches a stream of O_DIRECT (sync) writes
+#     past the cutoff while dirty data is under writeback_high, and
+#     writes it back; writethrough still sends it around the cache;
 #  5. a reload of an unchanged cache reads only the superblocks (sectors
 #     read from the cache device during load, suspend and resume), and the
 #     new table has the same blocks, dirty data included, which reads back
@@ -118,7 +121,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 22
+ktap_set_plan 24
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -358,6 +361,31 @@ ktap_test_result "streams: a region of half the cache read twice is cached (>= 9
 	reread_ok
 destroy
 
+# ---------------- 9. writeback keeps a stream of sync writes in the cache
+# 8 MiB of O_DIRECT (REQ_SYNC) 1 MiB writes past a 512 KiB cutoff, with
+# writeback held: every block is cached dirty and nothing reaches the
+# origin until the drain, which then writes it all back.
+create mode writeback "${HOLD[@]}" sequential_cutoff 512
+w0=$(obios writes)
+dd if="$tmp/a" of="$DEV" bs=1M seek=192 count=8 oflag=direct status=none
+w1=$(obios writes)
+sync_dirty=$(st blocks_dirty)
+ktap_print_msg "8 MiB of sync sequential writes: $sync_dirty blocks dirty, $((w1 - w0)) origin writes"
+sync_stream_ok() {
+	[ "$sync_dirty" -eq 2048 ] && [ $((w1 - w0)) -eq 0 ] && drain &&
+		cmp <(dd if="$ORIGIN" bs=1M skip=192 count=8 iflag=direct status=none) \
+			<(dd if="$tmp/a" bs=1M count=8 status=none)
+}
+ktap_test_result "streams: writeback caches a sync write stream past the cutoff (2048 blocks dirty, no origin write), then writes it back" \
+	sync_stream_ok
+destroy
+create mode writethrough sequential_cutoff 512
+u0=$(st blocks_used)
+dd if="$tmp/a" of="$DEV" bs=1M seek=192 count=8 oflag=direct status=none
+ktap_test_result "streams: writethrough still sends that stream around the cache (<= 128 blocks cached)" \
+	test $(($(st blocks_used) - u0)) -le 128
+destroy
+
 # ------------------------- 5. a reload of an unchanged cache reads nothing
 # but superblocks: the new table takes the replaced table's state over.
 create mode writeback "${HOLD[@]}"
@@ -396,4 +424,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 22
+ktap_finished 24
