@@ -232,7 +232,12 @@ stop_nbd() {
 	fi
 }
 FAST_IMG=/dev/shm/benchvm-fast-$$.img
-cleanup() { stop_nbd; rm -f "$FAST_IMG"; }
+SAMPLER_PID=
+cleanup() {
+	stop_nbd
+	rm -f "$FAST_IMG"
+	[ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 env_args=()
@@ -251,6 +256,14 @@ for p in ${PROFILES//,/ }; do
 done
 
 rm -f "$OUT"/raw/*.log
+# what else ran on the host meanwhile (the report quotes it)
+(
+	while :; do
+		echo "$(date +%T) qemu=$(pgrep -c qemu-system || true) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+		sleep 30
+	done
+) >"$OUT/raw/host-load.txt" &
+SAMPLER_PID=$!
 for r in "${runs[@]}"; do
 	p=${r%%:*}
 	c=${r#*:}
