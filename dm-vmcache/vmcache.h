@@ -382,7 +382,6 @@ static inline void vmc_stat_inc(struct vmcache *c, enum vmc_stat s)
 	vmc_stat_add(c, s, 1);
 }
 
-/* microseconds, wrapping every 71 minutes: differences stay right */
 /* put a bio of ours whose pages are its own (fills, overlays, bounces) */
 static inline void vmc_free_page_bio(struct bio *bio)
 {
@@ -394,6 +393,7 @@ static inline void vmc_free_page_bio(struct bio *bio)
 	bio_put(bio);
 }
 
+/* microseconds, wrapping every 71 minutes: differences stay right */
 static inline u32 vmc_now_us(void)
 {
 	return (u32)ktime_to_us(ktime_get());
