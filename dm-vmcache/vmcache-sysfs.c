@@ -32,7 +32,7 @@ static const char * const status_keys[] = {
 	"writeback_errors", "cache_errors", "origin_errors", "data_loss",
 	"flush", "degraded", "commits", "seq", "mrc_reads", "mrc_sample_ppm",
 	"est_hit_0_5x", "est_hit_1x", "est_hit_2x", "est_hit_4x",
-	"crc_errors",
+	"data_crc", "crc_errors",
 };
 
 /* the estimated hit ratio curve (vmcache-mrc.c) */
@@ -61,9 +61,11 @@ static int tunable_of(const struct attribute *attr)
 {
 	int i;
 
+	/* other tunables fixed at format time show as status keys */
 	for (i = 0; i < VMC_NR_TUNABLES; i++)
 		if (!strcmp(attr->name, vmc_tunables[i].name))
-			return i;
+			return vmc_tunables[i].online || i == VMC_T_BLOCK_SIZE ?
+			       i : -1;
 	return -1;
 }
 

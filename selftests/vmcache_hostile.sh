@@ -94,7 +94,8 @@ STATUS_KEYS=(version mode policy block_size metadata metadata_used
 	read_misses write_hits write_misses bypassed promotions demotions
 	writeback_done writeback_inflight writeback_errors cache_errors
 	origin_errors data_loss flush degraded commits seq mrc mrc_reads
-	mrc_sample_ppm est_hit_0_5x est_hit_1x est_hit_2x est_hit_4x)
+	mrc_sample_ppm est_hit_0_5x est_hit_1x est_hit_2x est_hit_4x data_crc
+	crc_errors)
 
 is_online() { [ "${ONLINE[$1]:-1}" = 1 ]; }
 is_named() { [ "$1" = mode ] || [ "$1" = policy ] || [ "$1" = mrc ]; }

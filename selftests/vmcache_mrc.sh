@@ -83,9 +83,10 @@ show() {
 step_keys() {
 	local line tail want k v f prev=0 n=0 bad=0 curve
 	line=$(status_line)
-	# the last seven keys, in this order
-	tail=$(tr ' ' '\n' <<<"$line" | tail -n 7 | cut -d= -f1 | tr '\n' ' ')
-	want="${MRC_KEYS[*]} "
+	# the estimate's seven keys, in this order, then the checksum keys
+	# (appended later: keys are only ever added at the end)
+	tail=$(tr ' ' '\n' <<<"$line" | tail -n 9 | cut -d= -f1 | tr '\n' ' ')
+	want="${MRC_KEYS[*]} data_crc crc_errors "
 	[ "$tail" = "$want" ] || { ktap_print_msg "status ends with '$tail', expected '$want'"; return 1; }
 	expect mrc=on mrc_reads=0 mrc_sample_ppm=1000000 || return 1
 	for k in "${MRC_KEYS[@]:1}"; do
@@ -101,7 +102,7 @@ step_keys() {
 		prev=$v
 	done
 	[ "$n" = 128 ] || { ktap_print_msg "mrc_curve: $n points"; bad=1; }
-	grep -q ' mrc on must_exist 0$' <<<"$(dmsetup table "$NAME")" ||
+	grep -q ' mrc on must_exist 0 data_crc 0$' <<<"$(dmsetup table "$NAME")" ||
 		{ ktap_print_msg "table: $(dmsetup table "$NAME")"; bad=1; }
 	return "$bad"
 }
@@ -259,7 +260,7 @@ W2=$((BT * 3 / 2))	# fits at 2x, not at 1x
 W3=$((BT * 6))		# fits nowhere up to 4x; more than 4096 blocks
 W4=$((BT * 2))		# uniform random set
 ktap_test_pass "create: $BT blocks, lru, sequential_cutoff 0"
-ktap_test_result "status ends with the estimate keys, sysfs files and mrc_curve agree, table says mrc on" step_keys
+ktap_test_result "status ends with the estimate keys (then the checksum keys), sysfs files and mrc_curve agree, table says mrc on" step_keys
 ktap_test_result "loop over $W1 blocks (3/4 of the cache): 0 at 0.5x, 1000 at 1x..4x, all hits measured" step_loop_fits
 ktap_test_result "stats reset zeroes the estimate and keeps recency" step_reset
 ktap_test_result "loop over $W2 blocks (1.5x): 0 at 0.5x and 1x, 1000 at 2x and 4x" step_loop_big
