@@ -735,28 +735,29 @@ static void overlay_endio(struct bio *ov)
 static void finish_overlays(struct vmcache *c, struct bio *bio,
 			    struct vmc_bio *pb, bool ok)
 {
-	struct bio *ov = pb->overlay, *next;
+	struct bio *ov, *next;
 	unsigned long flags;
 
-	pb->overlay = NULL;
-	for (; ov; ov = next) {
-		struct vmc_own *own = own_of(ov);
+	for (ov = pb->overlay; ok && ov; ov = own_of(ov)->next) {
 		struct bvec_iter dst = pb->iter, src = { };
 		struct bio_vec *bv;
 		struct bvec_iter_all all;
 
-		next = own->next;
-		if (ok) {
-			bio_for_each_segment_all(bv, ov, all)
-				src.bi_size += bv->bv_len;
-			bio_advance_iter(bio, &dst, own->offset);
-			bio_copy_data_iter(bio, &dst, ov, &src);
-		}
-		spin_lock_irqsave(&c->lock, flags);
-		c->blocks[own->cblock].holders--;
-		spin_unlock_irqrestore(&c->lock, flags);
+		bio_for_each_segment_all(bv, ov, all)
+			src.bi_size += bv->bv_len;
+		bio_advance_iter(bio, &dst, own_of(ov)->offset);
+		bio_copy_data_iter(bio, &dst, ov, &src);
+	}
+	/* one lock hold for every hold the reads took */
+	spin_lock_irqsave(&c->lock, flags);
+	for (ov = pb->overlay; ov; ov = own_of(ov)->next)
+		c->blocks[own_of(ov)->cblock].holders--;
+	spin_unlock_irqrestore(&c->lock, flags);
+	for (ov = pb->overlay; ov; ov = next) {
+		next = own_of(ov)->next;
 		vmc_free_page_bio(ov);
 	}
+	pb->overlay = NULL;
 }
 
 /* map, after c->lock is dropped: the overlay reads go with the origin's */

@@ -120,7 +120,6 @@ int vmc_policy_create(struct vmcache *c)
 	c->nr_valid_blocks = 0;
 	c->promote_cursor = 0;
 	c->hash_bits = ilog2(buckets);
-	c->promote_mask = buckets - 1;
 	for (i = 0; i < buckets; i++)
 		c->hash[i] = VMC_NIL;
 	for (i = 0; i < VMC_NR_LISTS; i++) {
@@ -158,7 +157,6 @@ void vmc_policy_adopt(struct vmcache *c, struct vmcache *from)
 	c->stream_epoch = from->stream_epoch;
 	c->stream_touches = from->stream_touches;
 	c->hash_bits = from->hash_bits;
-	c->promote_mask = from->promote_mask;
 	c->promote_cursor = from->promote_cursor;
 	memcpy(c->lists, from->lists, sizeof(c->lists));
 	c->nr_dirty = from->nr_dirty;
@@ -374,7 +372,8 @@ bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)
 	 */
 	for (i = 0; i < VMC_PROMOTE_AGE_STEP; i++) {
 		c->promote_count[c->promote_cursor] = 0;
-		c->promote_cursor = (c->promote_cursor + 1) & c->promote_mask;
+		c->promote_cursor = (c->promote_cursor + 1) &
+				    (BIT(c->hash_bits) - 1);
 	}
 	ctr = &c->promote_count[counter_slot(c, oblock, NULL)];
 	if (*ctr + 1u >= need) {

@@ -209,7 +209,6 @@ struct vmcache {
 	u32 nr_mapped;			/* blocks in the hash table */
 	u32 nr_valid_blocks;		/* mapped blocks with valid data */
 	u8 *promote_count;		/* hashed miss counters */
-	u32 promote_mask;
 	u8 *stream_stamp;		/* hashed: epoch a stream touched it */
 	u32 stream_touches;		/* in this epoch */
 	u8 stream_epoch;		/* 1..255 */
