@@ -1446,7 +1446,7 @@ static bool retry_on_origin(struct vmcache *c, struct bio *bio,
 static void lat_done(struct vmcache *c, struct vmc_bio *pb)
 {
 	if (pb->lat_class < VMC_NR_LAT)
-		vmc_lat_add(c, pb->lat_class, vmc_now_us() - pb->lat_start, 1);
+		vmc_lat_add(c, pb->lat_class, vmc_us_since(pb->lat_start), 1);
 }
 
 /*

@@ -20,7 +20,10 @@
 #define VMC_PROTECTED_PCT	75
 /* victims looked at per allocation before giving up */
 #define VMC_VICTIM_SCAN		32
-/* evicted ahead of need, so allocation rarely waits for a commit */
+/*
+ * Evicted ahead of need, so allocation rarely waits for a commit: at least
+ * this many, and a quarter of the reserve (each batch costs a commit).
+ */
 #define VMC_EVICT_BATCH		32
 /* promotion counters cleared per miss (buckets >= nr_blocks: 2 suffice) */
 #define VMC_PROMOTE_AGE_STEP	2
@@ -307,7 +310,7 @@ u32 vmc_policy_alloc(struct vmcache *c, u64 oblock, bool *need_commit)
 	u32 idx;
 
 	if (c->lists[VMC_LIST_FREE].count + c->lists[VMC_LIST_PENDING].count <
-	    reserve && evict(c, VMC_EVICT_BATCH))
+	    reserve && evict(c, max_t(u32, VMC_EVICT_BATCH, reserve / 4)))
 		*need_commit = true;
 	idx = c->lists[VMC_LIST_FREE].head;
 	if (idx == VMC_NIL) {

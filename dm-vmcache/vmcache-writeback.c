@@ -78,7 +78,7 @@ struct vmc_wb_job {
 	atomic_t reads;		/* pieces still being read */
 	u8 stage;		/* enum vmc_job_stage, of the last completion */
 	bool read_err, write_err;
-	u32 start_us, done_us;
+	u32 start_us, took_us;	/* its origin write: issued, how long */
 	void *buf;
 	struct vmc_wb_piece *pieces;
 	struct vmc_wb_item items[];
@@ -252,7 +252,7 @@ static void write_done(unsigned long error, void *context)
 	 * own flush, so no commit or REQ_PREFLUSH needs an origin flush.
 	 */
 	j->write_err = !!error;
-	j->done_us = vmc_now_us();
+	j->took_us = vmc_us_since(j->start_us);
 	job_done(j, JOB_WRITING);
 }
 
@@ -670,9 +670,9 @@ static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 		list_add_tail(&j->node, ended);
 		return;
 	}
-	note_latency(c, j->done_us - j->start_us);
+	note_latency(c, j->took_us);
 	for (i = 0; i < j->nr_items; i++)
-		j->items[i].lat_us = j->done_us - j->start_us;
+		j->items[i].lat_us = j->took_us;
 	/* the data is in the origin's cache: the buffer can go now */
 	kvfree(j->buf);
 	j->buf = NULL;

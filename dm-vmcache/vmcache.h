@@ -10,10 +10,9 @@
 #include <linux/bio.h>
 #include <linux/device-mapper.h>
 #include <linux/kobject.h>
-#include <linux/ktime.h>
 #include <linux/percpu.h>
+#include <linux/sched/clock.h>
 #include <linux/spinlock.h>
-#include <linux/timekeeping.h>
 #include <linux/workqueue.h>
 #include <linux/completion.h>
 #include "vmcache_ondisk.h"
@@ -392,10 +391,24 @@ static inline void vmc_free_page_bio(struct bio *bio)
 	bio_put(bio);
 }
 
-/* microseconds, wrapping every 71 minutes: differences stay right */
+/*
+ * Microseconds, wrapping every 71 minutes: differences stay right.  Read
+ * twice per bio, so it is local_clock() (the TSC where there is one), not
+ * ktime_get(): a guest whose clocksource is an emulated HPET pays a device
+ * exit for each of those.  Across CPUs it may step back a little: see
+ * vmc_us_since().
+ */
 static inline u32 vmc_now_us(void)
 {
-	return (u32)ktime_to_us(ktime_get());
+	return (u32)div_u64(local_clock(), NSEC_PER_USEC);
+}
+
+/* microseconds since @start, from vmc_now_us(); 0 if the clock stepped back */
+static inline u32 vmc_us_since(u32 start)
+{
+	u32 d = vmc_now_us() - start;
+
+	return (s32)d < 0 ? 0 : d;
 }
 
 static inline unsigned int vmc_lat_bucket(u32 us)
