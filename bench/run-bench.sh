@@ -187,6 +187,8 @@ AWKLIB='
 			}' "$raw"
 		printf '  %-15s %10s %10s %9s %10s  %s\n' target "mean IOPS" "min 1-s" "min/mean" "p99 us" ""
 		awk "$AWKLIB"'/^SUSSUM / { printf "  %-15s %10s %10s %9s %10s  %s\n", $2, $3, $4, r($4, $3), $5, rest(6) }' "$raw"
+		grep -q '^SUSSUM vmcache-wb45 ' "$raw" &&
+			echo "  (vmcache-wb45: dm-vmcache with dm-writecache's default watermarks, writeback_low 45 writeback_high 50)"
 	fi
 	if grep -q '^SEQMIX ' "$raw"; then
 		echo
