@@ -66,6 +66,13 @@ static u32 mpage_csum(struct vmcache *c, const struct vmc_mpage *p)
 	return vmc_md_page_csum(c, &p->hdr);
 }
 
+/*
+ * A commit holds up flushes and FUA writes: its writes are metadata that
+ * a submitter waits for, never held back by the cache device's blk-wbt
+ * (which throttles writes without REQ_SYNC | REQ_IDLE).
+ */
+#define VMC_MD_WRITE_FLAGS	(REQ_IDLE | REQ_META | REQ_PRIO)
+
 /* synchronous: @sectors sectors at @sector from or to @buf (vmalloc or not) */
 int vmc_md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
 	      unsigned int sectors)
@@ -80,6 +87,9 @@ int vmc_md_rw(struct vmcache *c, blk_opf_t opf, void *buf, sector_t sector,
 		.client = c->io_client,
 	};
 
+	/* (dm-io adds REQ_SYNC: these wait) */
+	if (op_is_write(opf))
+		req.bi_opf |= VMC_MD_WRITE_FLAGS;
 	if (is_vmalloc_addr(buf)) {
 		req.mem.type = DM_IO_VMA;
 		req.mem.ptr.vma = buf;
@@ -123,7 +133,7 @@ void vmc_md_write_page(struct vmcache *c, struct vmc_md_io *io, void *page,
 		.count = VMC_PAGE_SECTORS,
 	};
 	struct dm_io_request req = {
-		.bi_opf = REQ_OP_WRITE,
+		.bi_opf = REQ_OP_WRITE | REQ_SYNC | VMC_MD_WRITE_FLAGS,
 		.mem.type = DM_IO_VMA,
 		.mem.ptr.vma = page,
 		.notify.fn = md_async_done,

@@ -30,6 +30,11 @@
  *                                   data always drains, aged blocks too;
  *   nothing                         below writeback_low with nothing aged.
  *
+ * A full window's origin writes are REQ_SYNC | REQ_IDLE, like O_DIRECT
+ * writes: the origin's blk-wbt would otherwise hold them to half its queue
+ * depth.  The others stay plain async writes, which blk-wbt keeps out of
+ * the way of the origin's reads.
+ *
  * When the copy latency climbs to four times the best seen recently (a
  * throttled or busy host disk), a non-urgent window is halved; the best
  * creeps up with every sample, so the halving ends when the origin stays
@@ -78,6 +83,7 @@ struct vmc_wb_job {
 	atomic_t reads;		/* pieces still being read */
 	u8 stage;		/* enum vmc_job_stage, of the last completion */
 	bool read_err, write_err;
+	bool sync;		/* its origin write is REQ_SYNC | REQ_IDLE */
 	u32 start_us, took_us;	/* its origin write: issued, how long */
 	void *buf;
 	struct vmc_wb_piece *pieces;
@@ -170,7 +176,7 @@ static u32 floor_window(struct vmcache *c)
 
 /* blocks the copy stage may hold now, and when to look again */
 static u32 window(struct vmcache *c, bool *aged_only, bool *urgent,
-		  unsigned long *next)
+		  bool *sync, unsigned long *next)
 {
 	u32 full = window_max(c);
 	u32 low = c->tun[VMC_T_WB_LOW], high = c->tun[VMC_T_WB_HIGH];
@@ -181,6 +187,7 @@ static u32 window(struct vmcache *c, bool *aged_only, bool *urgent,
 
 	*aged_only = false;
 	*urgent = false;
+	*sync = false;
 	*next = VMC_WB_TICK;
 	if (!READ_ONCE(c->nr_dirty)) {
 		*next = HZ;
@@ -189,6 +196,7 @@ static u32 window(struct vmcache *c, bool *aged_only, bool *urgent,
 	if (c->flush_active || c->degraded || pct >= high ||
 	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK) {
 		*urgent = true;
+		*sync = true;
 		return full;
 	}
 	if (!above && !oldest_aged(c)) {
@@ -196,8 +204,10 @@ static u32 window(struct vmcache *c, bool *aged_only, bool *urgent,
 		return 0;
 	}
 	*aged_only = !above;
-	if (idle)
+	if (idle) {
+		*sync = true;
 		return full;
+	}
 	least = min(floor_window(c), full);
 	n = least;
 	if (above && high > low)
@@ -310,6 +320,12 @@ static void start_reads(struct vmcache *c, struct vmc_wb_job *j)
 	}
 }
 
+/*
+ * An async dm-io write has neither REQ_SYNC nor REQ_IDLE, so the origin's
+ * write-back throttling (blk-wbt) lets only half its queue depth of them
+ * in flight: right for cleaning beside foreground I/O, a cap on a drain.
+ * Writeback that nothing competes with goes out like O_DIRECT writes.
+ */
 static void start_write(struct vmcache *c, struct vmc_wb_job *j)
 {
 	struct dm_io_region to = {
@@ -318,7 +334,8 @@ static void start_write(struct vmcache *c, struct vmc_wb_job *j)
 		.count = j->sectors,
 	};
 
-	job_io(c, j, REQ_OP_WRITE, &to, 0, write_done);
+	job_io(c, j, REQ_OP_WRITE | (j->sync ? REQ_SYNC | REQ_IDLE : 0), &to,
+	       0, write_done);
 }
 
 static int cmp_picks(const void *a, const void *b)
@@ -486,7 +503,8 @@ static struct vmc_wb_job *make_job(struct vmcache *c, u32 first, u32 n)
 }
 
 /* pick, group by origin adjacency, start the reads; returns blocks started */
-static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent)
+static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent,
+		 bool sync)
 {
 	u32 n = pick_blocks(c, want, aged_only, urgent), i = 0, started = 0;
 	u32 max_sectors = job_blocks(c) << c->block_shift;
@@ -511,6 +529,7 @@ static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent)
 			unpick(c, i, n);
 			break;
 		}
+		j->sync = sync;
 		c->wb_copying += k - i;
 		atomic_add(k - i, &c->wb_inflight_blocks);
 		start_reads(c, j);
@@ -757,7 +776,7 @@ static void wb_work(struct work_struct *ws)
 {
 	struct vmcache *c = container_of(to_delayed_work(ws), struct vmcache,
 					 wb_work);
-	bool stopping = READ_ONCE(c->wb_stopping), aged_only, urgent;
+	bool stopping = READ_ONCE(c->wb_stopping), aged_only, urgent, sync;
 	unsigned long next = VMC_WB_TICK;
 	u32 want;
 
@@ -767,9 +786,9 @@ static void wb_work(struct work_struct *ws)
 		c->wb_backoff = false;
 	/* runs with failed metadata too: the origin still gets the data */
 	if (!stopping && !c->wb_backoff) {
-		want = window(c, &aged_only, &urgent, &next);
+		want = window(c, &aged_only, &urgent, &sync, &next);
 		if (want > c->wb_copying &&
-		    issue(c, want - c->wb_copying, aged_only, urgent) == 0 &&
+		    issue(c, want - c->wb_copying, aged_only, urgent, sync) == 0 &&
 		    !c->wb_copying)
 			next = max_t(unsigned long, next, VMC_WB_TICK);
 		/* nothing more to copy: the last copies need their flush */
