@@ -614,7 +614,8 @@ static enum vmc_route route_read(struct vmcache *c, struct vmc_req *rq,
  */
 static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 				  u32 *idx, enum vmc_state st, bool seq,
-				  bool fua, bool *need_commit, bool *drop)
+				  bool fua_through, bool *need_commit,
+				  bool *drop)
 {
 	unsigned int mode = c->tun[VMC_T_MODE];
 	bool aligned = rq->touched == rq->full;
@@ -673,8 +674,12 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 	default:
 		if (!aligned || seq || !may_allocate(c))
 			return R_ORIGIN;
-		/* FUA: the origin write is durable, the new mapping is not */
-		return wb && !fua ? R_CACHE_WRITE : R_BOTH_WRITE;
+		/*
+		 * FUA: to the cache, and a commit before it completes (see
+		 * VMC_PB_FUA_COMMIT); through both devices when polled (the
+		 * poller waits on the device) or checksummed (data_crc).
+		 */
+		return wb && !fua_through ? R_CACHE_WRITE : R_BOTH_WRITE;
 	}
 }
 
@@ -1251,6 +1256,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	struct vmcache *c = ti->private;
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	bool need_commit = false, wait_commit = false, is_write, seq, fresh;
+	bool fua = bio->bi_opf & REQ_FUA;
 	bool taken = false;
 	enum vmc_state st = ST_INVALID;
 	enum vmc_route route;
@@ -1304,8 +1310,9 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	fresh = idx == VMC_NIL;
 	if (is_write)
 		route = route_write(c, &rq, &idx, st, seq,
-				    bio->bi_opf & REQ_FUA, &need_commit,
-				    &wait_commit);
+				    fua && (c->data_crc ||
+					    (bio->bi_opf & REQ_POLLED)),
+				    &need_commit, &wait_commit);
 	else
 		route = route_read(c, &rq, &idx, st, seq, &need_commit);
 
@@ -1331,6 +1338,14 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		}
 		if (route == R_CACHE_WRITE)
 			pb->flags |= VMC_PB_DIRTY;
+		/*
+		 * The commit after it flushes the cache device first: that
+		 * makes the data durable, no FUA needed on its way there.
+		 */
+		if (route == R_CACHE_WRITE && fua && st < ST_CLEAN) {
+			pb->flags |= VMC_PB_FUA_COMMIT;
+			bio->bi_opf &= ~REQ_FUA;
+		}
 		/*
 		 * Overwriting valid data in the cache only: a crash must not
 		 * find the new data under a clean mark (served now, lost at
@@ -1477,13 +1492,18 @@ static int overlay_end_io(struct vmcache *c, struct bio *bio,
 static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 {
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	bool cache_err = false, retry = false, ok;
+	bool cache_err = false, retry = false, fua_commit, ok;
 	struct vmc_block *b;
 	unsigned long flags;
 
 	/* the next commit flushes the origin first (vmcache-metadata.c) */
 	if (op_is_write(bio_op(bio)) && bio->bi_bdev == c->origin_dev->bdev)
 		atomic_set(&c->origin_unflushed, 1);
+	if (pb->flags & VMC_PB_FUA_DONE) {
+		/* the commit's status, set by vmc_commit_work() */
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
 	if (pb->flags & VMC_PB_OWRITE)
 		owrite_end(c, pb);
 	if (pb->flags & VMC_PB_OVERLAY)
@@ -1561,6 +1581,7 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 	if (ok && (pb->flags & (VMC_PB_RETRY | VMC_PB_DIRTY)))
 		c->cache_err_burst = 0;
 	b->holders--;
+	fua_commit = ok && (pb->flags & VMC_PB_FUA_COMMIT);
 	pb->flags = 0;
 	spin_unlock_irqrestore(&c->lock, flags);
 
@@ -1569,6 +1590,13 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 	if (retry) {
 		*error = BLK_STS_OK;
 		defer_remapped(c, bio);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	if (fua_commit) {
+		/* like a flush that came after it; ends it again */
+		pb->flags = VMC_PB_FUA_DONE;
+		reset_remaining(bio);
+		vmc_defer_flush(c, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}
 	lat_done(c, pb);

@@ -327,8 +327,8 @@ struct vmc_bio {
 	u32 cblock;
 	u8 mask;		/* sub-blocks this bio touches */
 	u8 lat_class;		/* enum vmc_lat_class */
-	u16 flags;		/* VMC_PB_* */
 	blk_status_t clone_status;
+	u32 flags;		/* VMC_PB_* */
 	struct bvec_iter iter;	/* as mapped: to copy or resubmit */
 };
 
@@ -358,6 +358,13 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
  * checked (completed with BLK_STS_PROTECTION when it did not match)
  */
 #define VMC_PB_CRC	BIT(15)
+/*
+ * writeback: a FUA write of sub-blocks the disk does not map, to the cache
+ * only (its FUA dropped); it completes after the next commit, which makes
+ * both the data and its mapping durable
+ */
+#define VMC_PB_FUA_COMMIT BIT(16)
+#define VMC_PB_FUA_DONE	BIT(17)	/* ... ended again by the commit worker */
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

@@ -159,12 +159,13 @@ note "guest selftests (6.12): make module-6.12, selftests/run-in-guest.sh"
 # completion contexts differ by kernel) and vmcache_poll.sh, which only
 # 6.12 can run (on 6.1 no polled bio reaches a vmcache target: it skips),
 # vmcache_streams.sh (bios split, cloned and completed twice: the dm
-# core's side of that differs by kernel) and vmcache_writeback_crash.sh
+# core's side of that differs by kernel), vmcache_fua.sh (FUA writes
+# completed a second time after a commit) and vmcache_writeback_crash.sh
 # (a short power cut with writeback running). The long power-cut program
 # vmcache_trust.sh runs on 6.1 only here: its protocol is the module's,
 # not the kernel's, and it costs five minutes; VMCACHE_612_TESTS=all, or
 # `make test-6.12`, runs every one.
-read -r -a tests_612 <<<"${VMCACHE_612_TESTS:-env_check.sh vmcache_basic.sh vmcache_writeback_crash.sh vmcache_irq.sh vmcache_poll.sh vmcache_streams.sh}"
+read -r -a tests_612 <<<"${VMCACHE_612_TESTS:-env_check.sh vmcache_basic.sh vmcache_writeback_crash.sh vmcache_irq.sh vmcache_poll.sh vmcache_streams.sh vmcache_fua.sh}"
 [ "${tests_612[*]}" = all ] && tests_612=()
 if [ "$deps_ok" -eq 1 ] && [ "$build_ok" -eq 1 ] && run_logged build-6.12 make module-6.12; then
 	run_guest_suite "guest selftests (6.12)" guest-6.12 \
