@@ -267,8 +267,15 @@ void vmc_commit_work(struct work_struct *ws)
 			bio_endio(bio);
 		}
 	}
-	if (vmc_md_changed(c))
+	if (vmc_md_changed(c, atomic_xchg(&c->commit_lazy, 0)))
 		vmc_commit(c, false);
+}
+
+/* commit soon, lazy changes included (see vmcache.h, md_needed) */
+void vmc_commit_lazy(struct vmcache *c)
+{
+	atomic_set(&c->commit_lazy, 1);
+	queue_work(c->wq, &c->commit_work);
 }
 
 /* ------------------------------------------------------------------ */

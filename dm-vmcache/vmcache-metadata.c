@@ -713,8 +713,12 @@ int vmc_md_load(struct vmcache *c, char **error)
 		*error = "Mapping counts do not match the superblock";
 		r = -EINVAL;
 	}
-	/* the policy marked what it loaded; only these need writing */
+	/*
+	 * The policy marked what it loaded; only these need writing (any
+	 * commit writes them: none needs to come sooner for their sake).
+	 */
 	bitmap_copy(c->mpage_dirty, leftover, c->layout.nr_mpages);
+	c->md_needed = false;
 	bitmap_free(leftover);
 	if (!r)
 		r = vmc_crc_load_suspect(c, suspect, error);
@@ -773,6 +777,7 @@ static void adopt(struct vmcache *c, struct vmcache *from)
 	vmc_policy_adopt(c, from);
 	bitmap_copy(c->mpage_slot, from->mpage_slot, c->layout.nr_mpages);
 	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
+	c->md_needed = false;
 	c->seq = from->seq;
 	c->sb_slot = from->sb_slot;
 	c->loaded_dirty = c->nr_dirty;
@@ -839,22 +844,30 @@ static int write_pages(struct vmcache *c, u64 seq)
 	return vmc_md_io_wait(&io);
 }
 
+/* a flush must commit: a needed change, a waiter, blocks to free */
+static bool md_needed(struct vmcache *c)
+{
+	lockdep_assert_held(&c->lock);
+	return c->md_needed || c->lists[VMC_LIST_PENDING].count ||
+	       !bio_list_empty(&c->commit_wait);
+}
+
 /* a commit would write something (or clear a stale FLUX) */
 static bool md_changed(struct vmcache *c)
 {
 	lockdep_assert_held(&c->lock);
-	return c->lists[VMC_LIST_PENDING].count ||
-	       !bio_list_empty(&c->commit_wait) ||
+	return md_needed(c) ||
 	       !bitmap_empty(c->mpage_dirty, c->layout.nr_mpages) ||
 	       (c->flux_ondisk && !c->flux_recent && !c->flux_inflight);
 }
 
-bool vmc_md_changed(struct vmcache *c)
+/* @lazy: lazy changes count too (see vmcache.h, md_needed) */
+bool vmc_md_changed(struct vmcache *c, bool lazy)
 {
 	bool changed;
 
 	spin_lock_irq(&c->lock);
-	changed = md_changed(c);
+	changed = lazy ? md_changed(c) : md_needed(c);
 	spin_unlock_irq(&c->lock);
 	return changed;
 }
@@ -914,6 +927,7 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 		c->flux_ondisk = false;
 	bitmap_copy(c->mpage_writing, c->mpage_dirty, nr_pages);
 	bitmap_zero(c->mpage_dirty, nr_pages);
+	c->md_needed = false;
 	for_each_set_bit(p, c->mpage_writing, nr_pages)
 		encode_mpage(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
 	vmc_crc_stage(c);
@@ -941,6 +955,7 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 		spin_lock_irq(&c->lock);
 		bitmap_or(c->mpage_dirty, c->mpage_dirty, c->mpage_writing,
 			  nr_pages);
+		c->md_needed = true;
 		spin_unlock_irq(&c->lock);
 		vmc_crc_committed(c, false);
 		vmc_stat_inc(c, VMC_S_CACHE_ERRORS);
@@ -984,7 +999,8 @@ int vmc_md_flush(struct vmcache *c, struct bio_list *waiting)
 	int r, origin_err = 0;
 
 	mutex_lock(&c->commit_lock);
-	if (vmc_md_changed(c)) {
+	/* lazy changes alone need no commit: a flush covers the data */
+	if (vmc_md_changed(c, false)) {
 		r = commit_locked(c, false, &origin_err, waiting);
 	} else if (c->md_state != VMC_MD_OK) {
 		r = -EIO;

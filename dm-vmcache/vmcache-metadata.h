@@ -59,7 +59,7 @@ int vmc_md_io_wait(struct vmc_md_io *io);
 u32 vmc_md_page_csum(struct vmcache *c, const struct vmc_mpage_header *hdr);
 
 /* is there anything a commit would write? */
-bool vmc_md_changed(struct vmcache *c);
+bool vmc_md_changed(struct vmcache *c, bool lazy);
 
 void vmc_md_close(struct vmcache *c);
 

@@ -300,8 +300,12 @@ void vmc_policy_set_valid(struct vmcache *c, u32 idx, u8 valid)
 		c->nr_valid_blocks++;
 	else if (!valid)
 		c->nr_valid_blocks--;
+	/* more valid clean data is lazy; a drop must reach the disk */
+	if (b->valid & ~valid)
+		vmc_mark_mpage(c, idx);
+	else
+		vmc_mark_mpage_lazy(c, idx);
 	b->valid = valid;
-	vmc_mark_mpage(c, idx);
 }
 
 u32 vmc_policy_alloc(struct vmcache *c, u64 oblock, bool *need_commit)
@@ -340,7 +344,11 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
 	if ((b->dirty | mask) != b->dirty) {
 		b->dirty |= mask;
-		vmc_mark_mpage(c, idx);
+		/* dirty again where the disk still says dirty: lazy */
+		if (mask & ~b->ddirty)
+			vmc_mark_mpage(c, idx);
+		else
+			vmc_mark_mpage_lazy(c, idx);
 	}
 	if (b->flags & VMC_B_WB)
 		b->flags |= VMC_B_REDIRTY;
@@ -353,7 +361,8 @@ void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask)
 	if (!(b->dirty & mask))
 		return;
 	b->dirty &= ~mask;
-	vmc_mark_mpage(c, idx);
+	/* the disk saying dirty a while longer costs a second copy at most */
+	vmc_mark_mpage_lazy(c, idx);
 	if (b->dirty)
 		return;
 	/* clean again: its next dirty data is checksummed (data_crc) */

@@ -123,7 +123,15 @@ u16 vmc_now_secs(struct vmcache *c)
 	return (u16)((jiffies - c->start_time) / HZ);
 }
 
+/* under c->lock: @cblock's entry changed and a flush must commit it */
 void vmc_mark_mpage(struct vmcache *c, u32 cblock)
+{
+	__set_bit(cblock / VMC_ENTRIES_PER_PAGE, c->mpage_dirty);
+	c->md_needed = true;
+}
+
+/* under c->lock: a lazy change (see md_needed), left to the next commit */
+void vmc_mark_mpage_lazy(struct vmcache *c, u32 cblock)
 {
 	__set_bit(cblock / VMC_ENTRIES_PER_PAGE, c->mpage_dirty);
 }
@@ -280,6 +288,20 @@ static int param_get_default(char *buf, const struct kernel_param *kp)
 		return sysfs_emit(buf, "%s\n",
 				  vmc_tunables[t].names[vmc_defaults[t]]);
 	return sysfs_emit(buf, "%u\n", vmc_defaults[t]);
+}
+
+/*
+ * How long cleanings and new clean copies may wait for a commit (a flush
+ * does not commit them; see vmcache.h, md_needed).  Not per cache: tests
+ * stretch it to hold such changes across a crash.
+ */
+static unsigned int vmc_lazy_commit_ms = 1000;
+module_param_named(lazy_commit_ms, vmc_lazy_commit_ms, uint, 0644);
+MODULE_PARM_DESC(lazy_commit_ms, "Longest wait of lazy metadata changes for a commit, in ms (1000)");
+
+static unsigned long lazy_period(void)
+{
+	return msecs_to_jiffies(READ_ONCE(vmc_lazy_commit_ms));
 }
 
 static const struct kernel_param_ops vmc_default_ops = {
@@ -611,8 +633,13 @@ static void periodic_work(struct work_struct *ws)
 	c->flux_recent = false;
 	spin_unlock_irq(&c->lock);
 	vmc_sysfs_refresh(c);
-	/* bounds the time clean-marking and evictions wait for a commit */
-	queue_work(c->wq, &c->commit_work);
+	/* bounds the time evictions and lazy changes wait for a commit */
+	if (time_after_eq(jiffies, c->lazy_due)) {
+		c->lazy_due = jiffies + lazy_period();
+		vmc_commit_lazy(c);
+	} else {
+		queue_work(c->wq, &c->commit_work);
+	}
 	queue_delayed_work(c->wq, &c->periodic_work, VMC_COMMIT_PERIOD);
 }
 
@@ -773,6 +800,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_WORK(&c->discard_work, vmc_discard_work);
 	INIT_WORK(&c->event_work, event_work);
 	INIT_DELAYED_WORK(&c->periodic_work, periodic_work);
+	c->lazy_due = jiffies + lazy_period();
 	atomic_set(&c->internal_io, 0);
 	atomic_set(&c->origin_unflushed, 0);
 	c->start_time = jiffies;

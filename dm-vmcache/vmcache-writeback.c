@@ -121,6 +121,8 @@ static void check_drained(struct vmcache *c)
 	}
 	spin_unlock_irq(&c->lock);
 	if (event) {
+		/* a crash after the drain must not copy it all again */
+		vmc_commit_lazy(c);
 		DMINFO("%s: all dirty data written back", c->name);
 		dm_table_event(c->ti->table);
 	}

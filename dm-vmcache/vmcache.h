@@ -213,6 +213,13 @@ struct vmcache {
 	u8 stream_epoch;		/* 1..255 */
 	struct vmc_stream streams[VMC_STREAMS];
 	unsigned long *mpage_dirty;	/* mapping pages changed since commit */
+	/*
+	 * A change since the last commit's snapshot that a flush must make
+	 * durable.  Cleanings and new valid data in clean copies alone are
+	 * lazy: a crash before the periodic commit only has those blocks
+	 * written back again or read from the origin again.
+	 */
+	bool md_needed;
 	/* origin writes in flight, hashed by block: no fill may race them */
 	atomic_t owrites[VMC_OWRITE_SLOTS];
 	struct bio_list commit_wait;	/* bios held until the next commit */
@@ -230,6 +237,8 @@ struct vmcache {
 	u32 promote_cursor;		/* next promotion counter to age */
 	/* --- lock end --- */
 
+	atomic_t commit_lazy;		/* next commit_work: lazy changes too */
+	unsigned long lazy_due;		/* periodic_work's: next lazy commit */
 	enum vmc_md_state md_state;
 	unsigned long *mpage_slot;	/* slot holding the newest copy */
 	unsigned long *mpage_writing;	/* pages of the commit under way */
@@ -437,6 +446,8 @@ static inline void vmc_lat_add(struct vmcache *c, enum vmc_lat_class k,
 u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s);
 u16 vmc_now_secs(struct vmcache *c);
 void vmc_mark_mpage(struct vmcache *c, u32 cblock);
+void vmc_mark_mpage_lazy(struct vmcache *c, u32 cblock);
+void vmc_commit_lazy(struct vmcache *c);
 void vmc_raise_event(struct vmcache *c);
 
 /* vmcache-target.c */
