@@ -189,6 +189,13 @@ stats() {
 }
 
 # hit ratio between two stats snapshots
+# a vmcache's metadata commits so far (nothing for the other targets)
+commits() {
+	case $T in
+	vmcache-*) dmsetup status vmc | tr ' ' '\n' | sed -n 's/^commits=//p' ;;
+	esac
+}
+
 hitr() { # <before> <after>
 	local -a a b
 	read -r -a a <<<"$1"
@@ -319,10 +326,11 @@ db_prep() {
 
 # db_run <phase> <seconds>: R db_<phase>_tps, db_<phase>_p99_ms
 db_run() {
-	local phase=$1 secs=$2 t el o0 f0 o1 f1
+	local phase=$1 secs=$2 t el o0 f0 o1 f1 k0 k1
 	sampler_start "$phase"
 	o0=$(disk_wf "$ODEV")
 	f0=$(disk_wf "$FDEV")
+	k0=$(commits)
 	t=$(now)
 	# SIGINT: the shell stops reading its input and exits cleanly
 	timeout -s INT "$secs" sqlite3 -cmd 'PRAGMA synchronous = FULL' "$MNT/db/bench.db" \
@@ -330,6 +338,7 @@ db_run() {
 	el=$(since "$t")
 	o1=$(disk_wf "$ODEV")
 	f1=$(disk_wf "$FDEV")
+	k1=$(commits)
 	sampler_stop
 	# 7 timed statements per transaction: BEGIN ... COMMIT
 	awk -v el="$el" '
@@ -352,6 +361,7 @@ db_run() {
 	res "db_${phase}_origin_flushes_per_tx" "$(ratio $((b[1] - a[1])) "${n:-0}")"
 	res "db_${phase}_fast_writes_per_tx" "$(ratio $((d[0] - c[0])) "${n:-0}")"
 	res "db_${phase}_fast_flushes_per_tx" "$(ratio $((d[1] - c[1])) "${n:-0}")"
+	[ -n "$k0" ] && res "db_${phase}_commits_per_tx" "$(ratio $((k1 - k0)) "${n:-0}")"
 	grep -v -i interrupt /tmp/db.err | head -n 3 | sed 's/^/# sqlite3: /'
 }
 
