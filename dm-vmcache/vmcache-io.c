@@ -648,6 +648,9 @@ static enum vmc_route route_write(struct vmcache *c, struct vmc_req *rq,
 	} else {
 		vmc_stat_inc(c, st >= ST_CLEAN ? VMC_S_WRITE_HITS :
 						 VMC_S_WRITE_MISSES);
+		/* a second access, as a read hit is (2q) */
+		if (st >= ST_CLEAN && mode != VMC_MODE_PASSTHROUGH)
+			vmc_policy_hit(c, *idx);
 	}
 	b = &c->blocks[*idx];
 

@@ -8,7 +8,8 @@
  * again): a one-pass scan only churns PROBATION, so the hot set survives
  * (2q).  With the lru policy every clean block is on PROBATION.  Dirty
  * blocks are never eviction candidates; they sit on DIRTY in the order they
- * became dirty, which is the order writeback and max_dirty_age want.
+ * became dirty, which is the order writeback and max_dirty_age want, and
+ * a dirty block hit while cached returns to PROTECTED when it is cleaned.
  */
 #include <linux/hash.h>
 #include <linux/jiffies.h>
@@ -198,16 +199,19 @@ static void protect(struct vmcache *c, u32 idx)
 			      VMC_LIST_PROBATION, false);
 }
 
+/* a read or a write found @idx cached */
 void vmc_policy_hit(struct vmcache *c, u32 idx)
 {
 	struct vmc_block *b = blk(c, idx);
+	bool two_q = c->tun[VMC_T_POLICY] == VMC_POLICY_2Q;
 
-	if (b->list == VMC_LIST_PROBATION &&
-	    c->tun[VMC_T_POLICY] == VMC_POLICY_2Q)
+	if (b->list == VMC_LIST_PROBATION && two_q)
 		protect(c, idx);
 	else if (b->list == VMC_LIST_PROBATION ||
 		 b->list == VMC_LIST_PROTECTED)
 		vmc_list_move(c, idx, b->list, false);
+	else if (b->list == VMC_LIST_DIRTY && two_q)
+		b->hot = 1;	/* DIRTY keeps write order: remember it */
 }
 
 void vmc_policy_unmap(struct vmcache *c, u32 idx)
@@ -274,6 +278,7 @@ static void map_block(struct vmcache *c, u32 idx, u64 oblock)
 	b->cancel = 0;
 	b->ddirty = 0;		/* the commit that freed it says unmapped */
 	b->flags = VMC_B_MAPPED;
+	b->hot = 0;
 	b->hnext = *bucket;
 	*bucket = idx;
 	c->nr_mapped++;
@@ -340,6 +345,9 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 	 * it would only have it copied again after the next write).
 	 */
 	b->dirtied = vmc_now_secs(c);
+	/* protected before it was written: protected again once clean */
+	if (b->list == VMC_LIST_PROTECTED)
+		b->hot = 1;
 	if (b->list != VMC_LIST_DIRTY || c->lists[VMC_LIST_DIRTY].tail != idx)
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
 	if ((b->dirty | mask) != b->dirty) {
@@ -368,7 +376,15 @@ void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask)
 	/* clean again: its next dirty data is checksummed (data_crc) */
 	b->flags &= ~VMC_B_NOCRC;
 	c->nr_dirty--;
-	vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
+	/*
+	 * A block hit while cached goes back to PROTECTED: on PROBATION
+	 * the next scan would evict a hot set that writeback just cleaned.
+	 */
+	if (b->hot && c->tun[VMC_T_POLICY] == VMC_POLICY_2Q)
+		protect(c, idx);
+	else
+		vmc_list_move(c, idx, VMC_LIST_PROBATION, false);
+	b->hot = 0;
 }
 
 bool vmc_policy_should_promote(struct vmcache *c, u64 oblock)

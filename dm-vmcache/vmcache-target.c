@@ -120,7 +120,7 @@ u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s)
 
 u16 vmc_now_secs(struct vmcache *c)
 {
-	return (u16)((jiffies - c->start_time) / HZ);
+	return ((jiffies - c->start_time) / HZ) & VMC_SECS_MASK;
 }
 
 /* under c->lock: @cblock's entry changed and a flush must commit it */

@@ -140,8 +140,8 @@ static bool oldest_aged(struct vmcache *c)
 	spin_lock_irq(&c->lock);
 	head = c->lists[VMC_LIST_DIRTY].head;
 	if (head != VMC_NIL)
-		aged = (u16)(vmc_now_secs(c) - c->blocks[head].dirtied) >=
-		       max_age;
+		aged = vmc_secs_since(vmc_now_secs(c),
+				      c->blocks[head].dirtied) >= max_age;
 	spin_unlock_irq(&c->lock);
 	return aged;
 }
@@ -411,7 +411,7 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 		struct vmc_block *b = &c->blocks[idx];
 
 		/* the list is in order of last write: the rest is younger */
-		if (aged_only && (u16)(now - b->dirtied) < max_age)
+		if (aged_only && vmc_secs_since(now, b->dirtied) < max_age)
 			break;
 		if (!take(c, idx, &c->wb_picks[n])) {
 			idx = b->next;

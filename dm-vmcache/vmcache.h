@@ -50,7 +50,8 @@ struct vmc_block {
 	u8 cancel;		/* filling sub-blocks overwritten meanwhile */
 	u16 holders;		/* bios and copies using this block */
 	u16 writers;		/* writes to the cache copy in flight */
-	u16 dirtied;		/* seconds (mod 2^16) when it became dirty */
+	u16 dirtied : 15;	/* seconds (mod 2^15) when it became dirty */
+	u16 hot : 1;		/* dirty, and hit while cached: protect when clean */
 	u8 ddirty;		/* sub-blocks the disk surely records dirty */
 	u8 list : 3;		/* enum vmc_list_id */
 	u8 flags : 5;		/* VMC_B_* */
@@ -445,6 +446,15 @@ static inline void vmc_lat_add(struct vmcache *c, enum vmc_lat_class k,
 
 u64 vmc_stat_read(struct vmcache *c, enum vmc_stat s);
 u16 vmc_now_secs(struct vmcache *c);
+
+/* dirty stamps wrap every 2^15 s (9 hours): ages are taken modulo that */
+#define VMC_SECS_MASK	0x7fff
+
+static inline u16 vmc_secs_since(u16 now, u16 then)
+{
+	return (now - then) & VMC_SECS_MASK;
+}
+
 void vmc_mark_mpage(struct vmcache *c, u32 cblock);
 void vmc_mark_mpage_lazy(struct vmcache *c, u32 cblock);
 void vmc_commit_lazy(struct vmcache *c);

@@ -264,6 +264,48 @@ step_control_lru() {
 	[ "$SCAN_RATIO" -lt 50 ]
 }
 
+# hot_write <MiB offset>: one random-order pass of 4 KiB writes over a
+# hot-set-sized region
+hot_write() {
+	fio --name=hotw --filename="$DEV" --rw=randwrite --bs=4k \
+		--offset=$(($1 << 20)) --size=$((HOT_MIB << 20)) \
+		--ioengine=psync --direct=1 --randrepeat=0 --output=/dev/null
+}
+
+# 2q in writeback: blocks hit while cached keep their place when
+# writeback cleans them.  Hot set A is read twice (protected) then
+# written; hot set B, never read, is written twice (rewritten while
+# dirty).  After the flush a scan with no bypass churns the cache: both
+# must still hit (a cleaned block put back on probation is evicted).
+step_cleaned_hot_2q() {
+	local b_off=$((HOT_OFF_MIB + HOT_MIB)) ratio
+	msg policy 2q && msg mode writethrough && msg set sequential_cutoff 4096 &&
+	msg invalidate && reset && hot_pass && wait_promotions "$HOT_BLOCKS" &&
+	hot_pass || return 1
+	msg set writeback_high 100 && msg set writeback_low 100 &&
+	msg set max_dirty_age 0 && msg mode writeback &&
+	hot_write "$HOT_OFF_MIB" && hot_write "$b_off" && hot_write "$b_off" &&
+	expect blocks_dirty=$((2 * HOT_BLOCKS)) &&
+	msg flush && wait_clean && msg mode writethrough &&
+	msg set writeback_low 10 && msg set writeback_high 50 &&
+	msg set max_dirty_age 30 && msg set sequential_cutoff 0 || return 1
+	reset && scan && sleep 0.5 || return 1
+	ktap_print_msg "scan: read_misses=$(st read_misses) promotions=$(st promotions) demotions=$(st demotions)"
+	reset && hot_pass && ratio=$(hit_ratio) || return 1
+	ktap_print_msg "hot set A (read, then written) after the scan: hit ratio $ratio%"
+	[ "$ratio" -ge 90 ] || return 1
+	reset && fio --name=hotb --filename="$DEV" --rw=randread --bs=4k \
+		--offset=$((b_off << 20)) --size=$((HOT_MIB << 20)) \
+		--ioengine=psync --direct=1 --randrepeat=0 --output=/dev/null &&
+	ratio=$(hit_ratio) || return 1
+	ktap_print_msg "hot set B (written twice) after the scan: hit ratio $ratio%"
+	[ "$ratio" -ge 90 ] || return 1
+	# the written data reached the origin and reads back the same
+	msg set sequential_cutoff 4096 &&
+	cmp <(dd if="$DEV" bs=1M skip="$HOT_OFF_MIB" count=$((2 * HOT_MIB)) iflag=direct status=none) \
+		<(dd if="$ORIGIN" bs=1M skip="$HOT_OFF_MIB" count=$((2 * HOT_MIB)) iflag=direct status=none)
+}
+
 # ------------------------------------------------------------ messages
 
 # what must not change when a message or sysfs write is refused: the
@@ -442,7 +484,7 @@ BAD_SYSFS=(
 	"blocks_dirty 0"
 )
 
-PLAN=$((1 + 14 + 1 + 4 + 1 + 1 + 11 + ${#BAD_MSGS[@]} + 4 + 2 + ${#BAD_SYSFS[@]} + 2))
+PLAN=$((1 + 14 + 1 + 5 + 1 + 1 + 11 + ${#BAD_MSGS[@]} + 4 + 2 + ${#BAD_SYSFS[@]} + 2))
 ktap_print_header
 ktap_set_plan "$PLAN"
 DMESG_START="vmcache_counters-start-$$-$RANDOM"
@@ -474,12 +516,13 @@ else
 	done
 fi
 
-# --- 1 + 4 + 1: hot set, bypass, scan resistance
+# --- 1 + 5 + 1: hot set, bypass, scan resistance, cleaned hot set
 ktap_test_result "hit ratio after one pass over a $HOT_MIB MiB hot set is 100% ($HOT_BLOCKS hits)" step_one_pass_ratio
 ktap_test_result "2q, cutoff $SCAN_CUTOFF_KIB KiB: $SCAN_MIB MiB stream bypasses after the cutoff, hot set hit ratio >= 90%" step_bypass_2q
 ktap_test_result "lru, cutoff $SCAN_CUTOFF_KIB KiB: stream bypasses, hot set hit ratio >= 90%" step_bypass_lru
 ktap_test_result "2q, sequential_cutoff 0: scan resistance, hot set hit ratio >= 90%" step_scan_resistance_2q
 ktap_test_result "control: lru, sequential_cutoff 0: the scan evicts the hot set (hit ratio < 50%)" step_control_lru
+ktap_test_result "2q, writeback: hot blocks cleaned by writeback survive a scan (hit ratio >= 90%), data exact" step_cleaned_hot_2q
 ktap_test_result "kernel log clean" check_dmesg_clean
 
 # --- 1 + 10 + bad: messages
