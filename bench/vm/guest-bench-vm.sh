@@ -96,7 +96,6 @@ origin_wr_sect() { awk '{ print $7 }' "/sys/block/$ODEV/stat"; }
 # "<write requests> <flush requests>" of a disk so far (iostats.rst fields 5, 16)
 disk_wf() { awk '{ print $5, $16 }' "/sys/block/$1/stat"; }
 
-BCACHE_SET=
 create_target() { # <target>: prints the device to use
 	case $1 in
 	origin) echo "$ORIGIN" ;;
@@ -126,20 +125,14 @@ create_target() { # <target>: prints the device to use
 			[ "$(cat /sys/block/bcache0/bcache/state 2>/dev/null)" != "no cache" ] && break
 			sleep 0.1
 		done
-		BCACHE_SET=$(basename "$(readlink -f /sys/block/bcache0/bcache/cache)")
 		# defaults otherwise (sequential_cutoff 4M): what users get
-		echo 0 >"/sys/fs/bcache/$BCACHE_SET/congested_read_threshold_us" 2>/dev/null
-		echo 0 >"/sys/fs/bcache/$BCACHE_SET/congested_write_threshold_us" 2>/dev/null
+		local set
+		set=$(readlink -f /sys/block/bcache0/bcache/cache)
+		echo 0 >"$set/congested_read_threshold_us" 2>/dev/null
+		echo 0 >"$set/congested_write_threshold_us" 2>/dev/null
 		echo /dev/bcache0 ;;
 	*) say "unknown target $1"; return 1 ;;
 	esac
-}
-
-# prints what holds a device open (its holders in sysfs); false if none
-holders_of() {
-	local h
-	h=$(ls "/sys/class/block/$(basename "$(readlink -f "$1")")/holders" 2>/dev/null)
-	[ -n "$h" ] && echo "$h"
 }
 
 remove_target() {
@@ -153,16 +146,19 @@ remove_target() {
 		say "bcache: hits $(cat $s/cache_hits) misses $(cat $s/cache_misses) bypass_hits" \
 			"$(cat $s/cache_bypass_hits) bypass_misses $(cat $s/cache_bypass_misses) dirty $(cat /sys/block/bcache0/bcache/dirty_data)"
 		echo 1 >/sys/block/bcache0/bcache/stop 2>/dev/null
-		[ -n "$BCACHE_SET" ] && echo 1 >"/sys/fs/bcache/$BCACHE_SET/unregister" 2>/dev/null
+		# every cache set (this runs outside the subshell that made it)
+		local set
+		for set in /sys/fs/bcache/*-*; do
+			[ -e "$set/unregister" ] && echo 1 >"$set/unregister" 2>/dev/null
+		done
 		# the cache set lets go of the fast disk some time after
 		# bcache0 goes: until then the next contender cannot open it
 		for _ in $(seq 300); do
-			[ -e /sys/block/bcache0 ] ||
-				{ [ -n "$BCACHE_SET" ] && [ -e "/sys/fs/bcache/$BCACHE_SET" ]; } ||
-				holders_of "$FAST" || break
+			[ "$(dmsetup info -c --noheadings -o open vfast)" -eq 0 ] && break
 			sleep 0.1
 		done
-		holders_of "$FAST" && say "bcache: the fast disk is still held: $(holders_of "$FAST")"
+		[ "$(dmsetup info -c --noheadings -o open vfast)" -eq 0 ] ||
+			say "bcache: the fast disk is still open"
 		sleep 1 ;;
 	esac
 	wipe "$FAST"
