@@ -1374,13 +1374,16 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 			if (st >= ST_CLEAN)
 				pb->flags |= VMC_PB_CRC;
 		} else if (route == R_CACHE_WRITE && st >= ST_CLEAN) {
-			vmc_policy_set_dirty(c, idx, rq.touched);
 			/* (failed metadata: no commit will come, flushes fail) */
 			if ((rq.touched & ~b->ddirty) &&
 			    c->md_state == VMC_MD_OK) {
-				c->flux_recent = true;
+				/* FLUX covers it: a flush need not commit it */
+				vmc_policy_set_dirty_covered(c, idx, rq.touched);
+				c->flux_recent = VMC_FLUX_TICKS;
 				if (!c->flux_ondisk)
 					wait_commit = true;
+			} else {
+				vmc_policy_set_dirty(c, idx, rq.touched);
 			}
 		}
 		/*
@@ -1393,7 +1396,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		 */
 		if (route == R_BOTH_WRITE && !fresh &&
 		    c->md_state == VMC_MD_OK) {
-			c->flux_recent = true;
+			c->flux_recent = VMC_FLUX_TICKS;
 			c->flux_inflight++;
 			pb->flags |= VMC_PB_FLUX;
 			if (!c->flux_ondisk)

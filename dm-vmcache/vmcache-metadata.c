@@ -919,9 +919,11 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	pending = c->lists[VMC_LIST_PENDING].count;
 	nr_dirty = c->nr_dirty;
 	nr_valid = c->nr_valid_blocks;
-	/* FLUX stays while writethrough writes to clean blocks go on */
+	/*
+	 * FLUX stays while writes over clean blocks go on: not aged here, or
+	 * the next such write would wait for one more commit to set it again
+	 */
 	flux = c->flux_recent || c->flux_inflight;
-	c->flux_recent = false;
 	/* a load ignores FLUX beside CLEAN_SHUTDOWN */
 	if (!flux || clean)
 		c->flux_ondisk = false;

@@ -331,7 +331,12 @@ u32 vmc_policy_alloc(struct vmcache *c, u64 oblock, bool *need_commit)
 	return idx;
 }
 
-void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
+/*
+ * @covered: the write relies on FLUX (vmcache.h), which keeps recovery
+ * from trusting the clean mark until a commit has recorded the block
+ * dirty: that commit may be a lazy one, a flush need not make it.
+ */
+static void set_dirty(struct vmcache *c, u32 idx, u8 mask, bool covered)
 {
 	struct vmc_block *b = blk(c, idx);
 
@@ -353,13 +358,23 @@ void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
 	if ((b->dirty | mask) != b->dirty) {
 		b->dirty |= mask;
 		/* dirty again where the disk still says dirty: lazy */
-		if (mask & ~b->ddirty)
+		if ((mask & ~b->ddirty) && !covered)
 			vmc_mark_mpage(c, idx);
 		else
 			vmc_mark_mpage_lazy(c, idx);
 	}
 	if (b->flags & VMC_B_WB)
 		b->flags |= VMC_B_REDIRTY;
+}
+
+void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask)
+{
+	set_dirty(c, idx, mask, false);
+}
+
+void vmc_policy_set_dirty_covered(struct vmcache *c, u32 idx, u8 mask)
+{
+	set_dirty(c, idx, mask, true);
 }
 
 void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask)

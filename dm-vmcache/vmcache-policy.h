@@ -35,6 +35,7 @@ void vmc_policy_unmap(struct vmcache *c, u32 idx);
 
 /* dirty state changes keep the dirty list (oldest first) exact */
 void vmc_policy_set_dirty(struct vmcache *c, u32 idx, u8 mask);
+void vmc_policy_set_dirty_covered(struct vmcache *c, u32 idx, u8 mask);
 void vmc_policy_clear_dirty(struct vmcache *c, u32 idx, u8 mask);
 
 /* enough misses on @oblock to promote it? */

@@ -626,11 +626,12 @@ static void periodic_work(struct work_struct *ws)
 					 periodic_work);
 
 	/*
-	 * FLUX is cleared by the first commit after a quiet period (one
-	 * without writethrough writes over clean blocks); this ages it.
+	 * FLUX is cleared by the first commit after a quiet second (no
+	 * write over clean blocks for a whole tick); this ages it.
 	 */
 	spin_lock_irq(&c->lock);
-	c->flux_recent = false;
+	if (c->flux_recent)
+		c->flux_recent--;
 	spin_unlock_irq(&c->lock);
 	vmc_sysfs_refresh(c);
 	/* bounds the time evictions and lazy changes wait for a commit */

@@ -154,6 +154,9 @@ struct vmc_stats {
 #define VMC_OWRITE_BITS 10
 #define VMC_OWRITE_SLOTS BIT(VMC_OWRITE_BITS)
 
+/* periodic ticks (a second each) a write relying on FLUX keeps it on disk */
+#define VMC_FLUX_TICKS	2
+
 /* blocks handled per lock hold by walks over the cache or a range */
 #define VMC_SCAN_STEP	1024u
 
@@ -229,11 +232,14 @@ struct vmcache {
 	unsigned int cache_err_burst;	/* cache errors in a row */
 	/*
 	 * Clean blocks written on both devices (writethrough) may disagree
-	 * after a power cut until both are flushed.  The superblock's FLUX
-	 * flag says so; such a write waits until a durable superblock has it.
+	 * after a power cut until both are flushed, and a writeback write
+	 * over a clean block is dirty on disk only once committed.  The
+	 * superblock's FLUX flag covers both; such a write waits until a
+	 * durable superblock has it.  It goes at the first commit after
+	 * VMC_FLUX_TICKS periodic ticks without one (a quiet second).
 	 */
 	bool flux_ondisk;		/* the durable superblock says FLUX */
-	bool flux_recent;		/* such writes since the last commit */
+	u8 flux_recent;			/* ticks until FLUX may go (below) */
 	u32 flux_inflight;		/* such writes in flight */
 	u32 promote_cursor;		/* next promotion counter to age */
 	/* --- lock end --- */

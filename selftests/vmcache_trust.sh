@@ -90,7 +90,7 @@ run_case() { # <description> <function>
 }
 
 ktap_print_header
-ktap_set_plan 14
+ktap_set_plan 16
 dmesg_mark
 
 # ---------------------------------------------------------------------
@@ -323,6 +323,86 @@ run_case "writeback writes over clean blocks share one commit; power cut keeps t
 stack_down
 
 # ---------------------------------------------------------------------
+# clean_set32: a writeback cache (writeback held) whose blocks 0-31 are
+# clean copies of $TMP/old; $TMP/new is the next version of them
+clean_set32() {
+	stack_up 0 "$WB_HELD" blank || return 1
+	pattern "$TMP/old" 128
+	pattern "$TMP/new" 128
+	dd if="$TMP/old" of="$DEV" bs=4096 oflag=direct status=none &&
+		drain && msg commit &&
+		expect blocks_used=32 blocks_dirty=0
+}
+
+# new_after_reboot32: after power_cut, blocks 0-31 read $TMP/new, and
+# block 9 reads it again once the cache is dropped and written back
+new_after_reboot32() {
+	reboot "$WB_HELD" &&
+		dd if="$DEV" of="$TMP/r1" bs=4096 count=32 iflag=direct status=none &&
+		dd if="$TMP/new" of="$TMP/new9" bs=4096 skip=9 count=1 status=none &&
+		compare_bytes "$TMP/r1" "$TMP/new" &&
+		stable_block 9 "$TMP/new9"
+}
+
+# [issue 11] the same writes over clean blocks, each followed by a FUA
+# write to a new block (a filesystem journal cleaned by writeback: a
+# rewritten journal block, then the commit record): FLUX stays on disk
+# while they go on.  Each FUA write commits its new block; a commit must
+# not also drop FLUX, or the next write over a clean block waits for one
+# more commit to set it again (2 commits per pair instead of 1).
+t_clean_overwrite_fua() {
+	local n0 n i
+	clean_set32 || return 1
+	pattern "$TMP/fua" 128
+	n0=$(st commits)
+	for ((i = 0; i < 32; i++)); do
+		dd if="$TMP/new" of="$DEV" bs=4096 skip="$i" seek="$i" count=1 \
+			oflag=direct conv=notrunc status=none &&
+			dd if="$TMP/fua" of="$DEV" bs=4096 skip="$i" \
+				seek=$((1000 + i)) count=1 oflag=direct,dsync \
+				conv=notrunc status=none || return 1
+	done
+	n=$(($(st commits) - n0))
+	power_cut || return 1
+	ktap_print_msg "32 writes over clean blocks, each then a FUA write to a new block: $n commits"
+	# one per FUA write, one to set FLUX, one a second at most besides
+	[ "$n" -le 40 ] || {
+		ktap_print_msg "FLUX went and came back between the pairs"
+		return 1
+	}
+	new_after_reboot32 &&
+		dd if="$DEV" of="$TMP/r2" bs=4096 skip=1000 count=32 \
+			iflag=direct status=none &&
+		compare_bytes "$TMP/r2" "$TMP/fua"
+}
+run_case "writes over clean blocks between FUA commits keep FLUX: no commit each [issue 11]" t_clean_overwrite_fua
+stack_down
+
+# [issue 11] a flush after writes over clean blocks: FLUX on disk already
+# covers them until a commit records them dirty (recovery trusts no clean
+# mark), so the flush flushes and does not commit; a power cut keeps them
+t_clean_overwrite_fsync() {
+	local n0 n i
+	clean_set32 || return 1
+	n0=$(st commits)
+	for ((i = 0; i < 32; i++)); do
+		dd if="$TMP/new" of="$DEV" bs=4096 skip="$i" seek="$i" count=1 \
+			oflag=direct conv=notrunc,fsync status=none || return 1
+	done
+	n=$(($(st commits) - n0))
+	power_cut || return 1
+	ktap_print_msg "32 writes over clean blocks, an fsync after each: $n commits"
+	# one to set FLUX, one a second at most besides
+	[ "$n" -le 8 ] || {
+		ktap_print_msg "each flush committed what FLUX covers"
+		return 1
+	}
+	new_after_reboot32
+}
+run_case "flushes after writes over clean blocks need no commit under FLUX [issue 11]" t_clean_overwrite_fsync
+stack_down
+
+# ---------------------------------------------------------------------
 # [0] table reloads while the live table commits all the time
 t_reload_under_commits() {
 	local i bad=0 tbl
@@ -520,4 +600,4 @@ run_case "whole-device discard drops every block, data intact after [11]" t_wide
 stack_down
 
 ktap_test_result "kernel log clean" check_dmesg_clean
-ktap_finished 14
+ktap_finished 16
