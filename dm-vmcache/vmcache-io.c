@@ -1122,18 +1122,21 @@ enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE };
 /*
  * Writeback: a stream of sync writes (a journal, O_DIRECT, data being
  * fsynced) waits on every write, so it stays on the fast device instead
- * of going around it, while dirty data is under writeback_high; past it
- * the stream bypasses again so that writeback can catch up.  Background
- * writeback of the page cache (no REQ_SYNC) still bypasses.  Called with
- * c->lock held.
+ * of going around it, until dirty data reaches the midpoint between
+ * writeback_high and a full cache; past it the stream bypasses again so
+ * that random writers keep room while writeback catches up.  Not at
+ * writeback_high itself: a big file's writeback often leaves the cache
+ * there for minutes, and then every fsync of small files or of a journal
+ * waited for the slow disk.  Background writeback of the page cache (no
+ * REQ_SYNC) still bypasses.  Called with c->lock held.
  */
 static bool bypass_stream(struct vmcache *c, struct bio *bio, bool seq)
 {
 	if (!seq || !op_is_write(bio_op(bio)) || !(bio->bi_opf & REQ_SYNC) ||
 	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK)
 		return seq;
-	return (u64)c->nr_dirty * 100 >=
-	       (u64)c->tun[VMC_T_WB_HIGH] * c->nr_blocks;
+	return (u64)c->nr_dirty * 200 >=
+	       (u64)(c->tun[VMC_T_WB_HIGH] + 100) * c->nr_blocks;
 }
 
 /*

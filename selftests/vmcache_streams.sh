@@ -39,6 +39,9 @@
 #  9. (run before 5) writeback caches a stream of O_DIRECT (sync) writes
 #     past the cutoff while dirty data is under writeback_high, and
 #     writes it back; writethrough still sends it around the cache;
+#  9b. (run before 5) past writeback_high (60 % dirty, high 50) that
+#     stream still stays in the cache; past the midpoint to a full cache
+#     (85 %) it goes around it; the data reads back and is written back;
 #  5. a reload of an unchanged cache reads only the superblocks (sectors
 #     read from the cache device during load, suspend and resume), and the
 #     new table has the same blocks, dirty data included, which reads back
@@ -121,7 +124,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 24
+ktap_set_plan 26
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -386,6 +389,59 @@ ktap_test_result "streams: writethrough still sends that stream around the cache
 	test $(($(st blocks_used) - u0)) -le 128
 destroy
 
+# ------- 9b. a sync write stream while dirty data is past writeback_high
+# (fsync-heavy small files, a filesystem journal on a cache that a big
+# file left half dirty): it stays in the cache up to the midpoint between
+# writeback_high and a full cache, and goes around it past that.  The
+# origin is delayed (1 s per write) and writeback takes one block at a
+# time, so the dirty level stays where the case put it.
+setup_delay vmc_str_od "$ORIGIN" 0 1000 ||
+	ktap_exit_fail_msg "dm-delay"
+sync_past_high() { # <dirty percent>: prints "<bypassed> <dirty added>"
+	local total fill b0 d0
+	local opts=(mode writeback "${HOLD[@]}" sequential_cutoff 512)
+	wipe_dev "$CACHE" 1
+	dmsetup create "$NAME" --table "0 $(dev_sectors "$ORIGIN") vmcache $CACHE /dev/mapper/vmc_str_od ${#opts[@]} ${opts[*]}" &&
+		wait_for_dev "$DEV" || return 1
+	total=$(st blocks_total)
+	fill=$((total * $1 / 100 / 256))	# MiB
+	dd if=/dev/zero of="$DEV" bs=1M count="$fill" oflag=direct status=none &&
+		msg set writeback_max_inflight 1 && msg set writeback_low 40 &&
+		msg set writeback_high 50 || return 1
+	b0=$(st bypassed)
+	d0=$(st blocks_dirty)
+	dd if="$tmp/a" of="$DEV" bs=1M seek=192 count=4 oflag=direct status=none &&
+		cmp <(dd if="$DEV" bs=1M skip=192 count=4 iflag=direct status=none) \
+			<(dd if="$tmp/a" bs=1M count=4 status=none) || return 1
+	echo "$(($(st bypassed) - b0)) $(($(st blocks_dirty) - d0))"
+	dmsetup suspend vmc_str_od &&
+		dmsetup load vmc_str_od --table "0 $(dev_sectors "$ORIGIN") linear $ORIGIN 0" &&
+		dmsetup resume vmc_str_od && drain &&
+		cmp <(dd if="$ORIGIN" bs=1M skip=192 count=4 iflag=direct status=none) \
+			<(dd if="$tmp/a" bs=1M count=4 status=none) || return 1
+	destroy
+	dmsetup suspend vmc_str_od &&
+		dmsetup load vmc_str_od --table "0 $(dev_sectors "$ORIGIN") delay $ORIGIN 0 0 $ORIGIN 0 1000" &&
+		dmsetup resume vmc_str_od
+}
+sync_past_high 60 >"$tmp/sp60" || {
+	echo "x x" >"$tmp/sp60"
+	dm_exists "$NAME" && dm_remove "$NAME"
+}
+read -r by60 add60 <"$tmp/sp60"
+ktap_print_msg "dirty at 60 % (writeback_high 50): 4 MiB sync stream, $by60 blocks bypassed, $add60 blocks made dirty"
+ktap_test_result "streams: a sync write stream at 60 % dirty (past writeback_high 50, under 75) stays in the cache, data intact" \
+	test "$by60" = 0
+sync_past_high 85 >"$tmp/sp85" || {
+	echo "x x" >"$tmp/sp85"
+	dm_exists "$NAME" && dm_remove "$NAME"
+}
+read -r by85 add85 <"$tmp/sp85"
+ktap_print_msg "dirty at 85 %: 4 MiB sync stream, $by85 blocks bypassed, $add85 blocks made dirty"
+ktap_test_result "streams: past 75 % dirty the sync stream goes around the cache, data intact" \
+	test "$by85" != x -a "${by85:-0}" != 0
+dm_remove vmc_str_od
+
 # ------------------------- 5. a reload of an unchanged cache reads nothing
 # but superblocks: the new table takes the replaced table's state over.
 create mode writeback "${HOLD[@]}"
@@ -424,4 +480,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 24
+ktap_finished 26
