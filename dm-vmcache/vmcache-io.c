@@ -1025,6 +1025,99 @@ static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 		vmc_note_cache_error(c);
 }
 
+/*
+ * Writethrough runs.  A write over whole blocks, each either not cached
+ * (allocated now) or cached with no dirty data and no other I/O on it, in
+ * consecutive cache blocks, goes to the origin in one piece and to the
+ * cache in one clone: one origin write per run, not one per block (on a
+ * disk limited in IOPS, a host-backed one, the difference is the write's
+ * whole cost).  Sub-blocks not yet valid are filling (a concurrent write
+ * cancels them, reads go to the origin); valid ones a concurrent write
+ * drops, as in route_write().  A block the disk may already map is
+ * written in both places: *@flux, as in vmc_map().  Called with c->lock
+ * held; *@hits counts the blocks that were cached.
+ */
+static u64 plan_through_run(struct vmcache *c, struct bio *bio, sector_t s,
+			    u64 first, u64 last, bool *need_commit,
+			    u32 *cblock, u32 *hits, bool *flux)
+{
+	sector_t end = s + bio_sectors(bio);
+	u32 idx, prev = VMC_NIL;
+	u64 ob = first;
+
+	if ((s & (vmc_block_sectors(c) - 1)) || !may_allocate(c) ||
+	    c->tun[VMC_T_MODE] != VMC_MODE_WRITETHROUGH || c->data_crc ||
+	    (bio->bi_opf & REQ_POLLED))
+		return 0;
+	for (; ob <= last && ob - first < VMC_WRITE_RUN_MAX; ob++) {
+		struct vmc_block *b;
+		bool fresh;
+
+		if (((ob + 1) << c->block_shift) > end)
+			break;
+		idx = vmc_lookup(c, ob);
+		fresh = idx == VMC_NIL;
+		if (fresh)
+			idx = vmc_policy_alloc(c, ob, need_commit);
+		/* not next to the run: the next piece's (mapped, empty) */
+		if (idx == VMC_NIL || (prev != VMC_NIL && idx != prev + 1))
+			break;
+		b = &c->blocks[idx];
+		if (!fresh && (b->dirty || b->filling || b->writers ||
+			       (b->flags & VMC_B_WB)))
+			break;
+		if (!fresh && b->valid == VMC_FULL_MASK) {
+			vmc_policy_hit(c, idx);
+			(*hits)++;
+		}
+		if (!fresh)
+			*flux = true;
+		b->holders++;
+		b->writers++;
+		b->filling = VMC_FULL_MASK & ~b->valid;
+		if (prev == VMC_NIL)
+			*cblock = idx;
+		prev = idx;
+	}
+	return ob - first;
+}
+
+/* both writes done: the filled sub-blocks become valid, clean */
+static void through_run_end_io(struct vmcache *c, struct vmc_bio *pb,
+			       blk_status_t error)
+{
+	bool cache_err = pb->clone_status;
+	unsigned long flags;
+	u32 i;
+
+	if (error)
+		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
+	spin_lock_irqsave(&c->lock, flags);
+	for (i = 0; i < pb->ob_count; i++) {
+		u32 idx = pb->cblock + i;
+		struct vmc_block *b = &c->blocks[idx];
+
+		b->writers--;
+		/* a failed write leaves the cached copy unknown: drop it */
+		if (error || cache_err)
+			vmc_policy_set_valid(c, idx, 0);
+		else if (b->filling & ~b->cancel)
+			vmc_policy_set_valid(c, idx,
+					     b->valid | (b->filling & ~b->cancel));
+		b->filling = 0;
+		b->cancel = 0;
+		b->holders--;
+	}
+	if (pb->flags & VMC_PB_FLUX)
+		c->flux_inflight--;
+	if (!cache_err)
+		c->cache_err_burst = 0;
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->flags = 0;
+	if (cache_err)
+		vmc_note_cache_error(c);
+}
+
 /* ------------------------------------------------------------------ */
 /*
  * Hit runs.  A read spanning blocks that are all cached (every sub-block
@@ -1117,7 +1210,7 @@ static bool hit_run_end_io(struct vmcache *c, struct bio *bio,
 	return true;
 }
 
-enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE };
+enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE, RUN_THROUGH };
 
 /*
  * Writeback: a stream of sync writes (a journal, O_DIRECT, data being
@@ -1149,7 +1242,9 @@ static bool bypass_stream(struct vmcache *c, struct bio *bio, bool seq)
  *    data (plan_overlays);
  *  - outside a stream, a read miss over blocks to promote is one origin
  *    read (plan_fill_run), a writeback write over new blocks one cache
- *    write (plan_write_run);
+ *    write (plan_write_run), a writethrough write over blocks not
+ *    cached or cached clean one origin write and one cache clone
+ *    (plan_through_run);
  *  - anything else is cut at the block end and mapped block by block.
  * The rest comes back here either way.  Counters count blocks.  Returns
  * true when (a prefix of) the bio was remapped (*@taken: and taken to be
@@ -1165,6 +1260,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	u64 first = s >> c->block_shift;
 	u64 last = (s + len - 1) >> c->block_shift;
 	bool polled = bio->bi_opf & REQ_POLLED, need_commit = false, seq;
+	bool flux = false, wait_commit = false;
 	enum vmc_run kind = RUN_NONE;
 	u32 hits = 0, cb = VMC_NIL;
 	unsigned long flags;
@@ -1209,6 +1305,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	} else if (is_write) {
 		n = plan_write_run(c, bio, s, first, last, &need_commit, &cb);
 		kind = n ? RUN_WRITE : RUN_NONE;
+		if (!n) {
+			n = plan_through_run(c, bio, s, first, last,
+					     &need_commit, &cb, &hits, &flux);
+			kind = n ? RUN_THROUGH : RUN_NONE;
+		}
 	}
 	if (kind != RUN_NONE) {
 		if (first + n <= last)
@@ -1216,19 +1317,29 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 						    c->block_shift) - s);
 		/* after the cut: a retry or a fill uses exactly this */
 		pb->iter = bio->bi_iter;
-		if (kind == RUN_ORIGIN && is_write)
+		/* no fill may cache what the origin holds before this lands */
+		if ((kind == RUN_ORIGIN && is_write) || kind == RUN_THROUGH)
 			owrite_start(c, pb, first, n);
-		if (kind == RUN_WRITE) {
+		if (kind == RUN_WRITE || kind == RUN_THROUGH) {
 			pb->ob_first = first;
 			pb->ob_count = n;
 			pb->cblock = cb;
-			pb->flags |= VMC_PB_WRITE_RUN;
+			pb->flags |= kind == RUN_WRITE ? VMC_PB_WRITE_RUN :
+							 VMC_PB_THROUGH_RUN;
+		}
+		/* as in vmc_map(): the cache copy wins until both are flushed */
+		if (flux) {
+			c->flux_recent = VMC_FLUX_TICKS;
+			c->flux_inflight++;
+			pb->flags |= VMC_PB_FLUX;
+			wait_commit = !c->flux_ondisk;
 		}
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				      bio->bi_iter.bi_size, true);
 		if (kind == RUN_HIT)
 			hits = n;
-		vmc_stat_add(c, VMC_S_READ_HITS, hits);
+		vmc_stat_add(c, is_write ? VMC_S_WRITE_HITS : VMC_S_READ_HITS,
+			     hits);
 		vmc_stat_add(c, is_write ? VMC_S_WRITE_MISSES :
 			     VMC_S_READ_MISSES, n - hits);
 		if (kind == RUN_ORIGIN && seq)
@@ -1250,6 +1361,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		dm_accept_partial_bio(bio, to_end);
 		return false;
 	case RUN_ORIGIN:
+	case RUN_THROUGH:
 		remap(c, bio, false, 0, 0);
 		break;
 	case RUN_HIT:
@@ -1260,6 +1372,16 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	if (kind == RUN_WRITE && c->data_crc) {
 		vmc_crc_defer(c, bio);
 		*taken = true;
+	} else if (wait_commit) {
+		/* sent on, with its clone, after the commit that sets FLUX */
+		pb->flags |= VMC_PB_LATE_CLONE;
+		spin_lock_irqsave(&c->lock, flags);
+		bio_list_add(&c->commit_wait, bio);
+		spin_unlock_irqrestore(&c->lock, flags);
+		queue_work(c->wq, &c->commit_work);
+		*taken = true;
+	} else if (kind == RUN_THROUGH) {
+		submit_cache_clone(c, bio, cb, 0);
 	}
 	return true;
 }
@@ -1531,6 +1653,11 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 	}
 	if (pb->flags & VMC_PB_WRITE_RUN) {
 		write_run_end_io(c, pb, *error);
+		lat_done(c, pb);
+		return DM_ENDIO_DONE;
+	}
+	if (pb->flags & VMC_PB_THROUGH_RUN) {
+		through_run_end_io(c, pb, *error);
 		lat_done(c, pb);
 		return DM_ENDIO_DONE;
 	}

@@ -381,6 +381,8 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
  */
 #define VMC_PB_FUA_COMMIT BIT(16)
 #define VMC_PB_FUA_DONE	BIT(17)	/* ... ended again by the commit worker */
+/* writethrough: blocks ob_first.. at cblock.., origin bio and cache clone */
+#define VMC_PB_THROUGH_RUN BIT(18)
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

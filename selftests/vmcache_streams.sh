@@ -31,6 +31,10 @@
 #     (at most 64 cache bios for the 16 bios), with the same data;
 #  7. (run before 5) writeback writes spanning new blocks: one cache write
 #     per bio, every block dirty, the data reads back and is written back;
+#  7b. (run before 5) writethrough writes spanning blocks, new ones and
+#     then their clean copies: one origin write per bio (not one per
+#     block), every block cached clean, the re-read all hits with the new
+#     data, which the origin holds too;
 #  8. (run before 5) a stream read once is bypassed, read a second time
 #     it is cached, and the third pass reads nothing from the origin;
 #  8b. (run before 5) the same with 32 MiB, half the cache, in 128 KiB
@@ -111,6 +115,16 @@ cache_writes() {
 	echo $((f[4] + f[5]))
 }
 
+through_runs_ok() {
+	local h0
+	h0=$(st read_hits)
+	cmp <(dd if="$DEV" bs=256k skip=$((184 * 4)) count=16 iflag=direct status=none) \
+		<(dd if="$tmp/b" bs=256k count=16 status=none) &&
+		[ "$(($(st read_hits) - h0))" -eq 1024 ] &&
+		cmp <(dd if="$ORIGIN" bs=256k skip=$((184 * 4)) count=16 iflag=direct status=none) \
+			<(dd if="$tmp/b" bs=256k count=16 status=none)
+}
+
 write_runs_ok() {
 	cmp <(dd if="$DEV" bs=256k skip=$((176 * 4)) count=16 iflag=direct status=none) \
 		<(dd if="$tmp/b" bs=256k count=16 status=none) && drain &&
@@ -124,7 +138,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 26
+ktap_set_plan 29
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -312,6 +326,36 @@ ktap_test_result "write runs: the data reads back, and after a drain the origin 
 	write_runs_ok
 destroy
 
+# -------------------- 7b. writethrough writes spanning blocks: one origin write
+# 4 MiB in 256 KiB bios (writethrough, no stream) over new blocks, then
+# again over their clean copies: each bio is one origin write and one
+# cache write (the blocks sit next to each other on the cache), where
+# every block was one of each; the blocks stay cached, clean.
+create mode writethrough sequential_cutoff 0
+u0=$(st blocks_used)
+o0=$(obios writes)
+w0=$(cache_writes)
+dd if="$tmp/a" of="$DEV" bs=256k seek=$((184 * 4)) count=16 oflag=direct status=none
+o1=$(obios writes)
+w1=$(cache_writes)
+ktap_print_msg "new blocks: $((o1 - o0)) origin writes, $((w1 - w0)) cache writes (commits included)," \
+	"$(($(st blocks_used) - u0)) blocks cached, $(st blocks_dirty) dirty"
+ktap_test_result "through runs: 16 writes over new blocks: at most 16 origin writes, 1024 blocks cached clean" \
+	test $((o1 - o0)) -le 16 -a $(($(st blocks_used) - u0)) -eq 1024 -a "$(st blocks_dirty)" -eq 0
+h0=$(st write_hits)
+o0=$(obios writes)
+w0=$(cache_writes)
+dd if="$tmp/b" of="$DEV" bs=256k seek=$((184 * 4)) count=16 oflag=direct status=none
+o1=$(obios writes)
+w1=$(cache_writes)
+ktap_print_msg "over the clean copies: $((o1 - o0)) origin writes, $((w1 - w0)) cache writes," \
+	"$(($(st write_hits) - h0)) write hits"
+ktap_test_result "through runs: 16 writes over the clean copies: at most 16 origin writes, 1024 write hits" \
+	test $((o1 - o0)) -le 16 -a $(($(st write_hits) - h0)) -eq 1024
+ktap_test_result "through runs: the re-read is 1024 read hits of the new data, which the origin holds" \
+	through_runs_ok
+destroy
+
 # ------------------------ 8. a stream read again is cached, once is not
 # 8 MiB never touched, read three times in 1 MiB bios (stream detector at
 # 512 KiB): the first pass bypasses (only its first 512 KiB is promoted),
@@ -480,4 +524,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 26
+ktap_finished 29
