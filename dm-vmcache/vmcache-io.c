@@ -84,6 +84,18 @@ static u8 span_mask(struct vmcache *c, sector_t s, sector_t end, u64 ob)
 	return range_mask(lo, hi - 1);
 }
 
+/* the sub-blocks of block @ob wholly inside sectors [@s, @end) */
+static u8 covered_mask(struct vmcache *c, sector_t s, sector_t end, u64 ob)
+{
+	sector_t bstart = ob << c->block_shift;
+	sector_t lo = s > bstart ? s - bstart : 0;
+	sector_t hi = min_t(sector_t, end - bstart, vmc_block_sectors(c));
+	unsigned int ff = (lo + (1u << c->sub_shift) - 1) >> c->sub_shift;
+	unsigned int lf = hi >> c->sub_shift;
+
+	return lf > ff ? range_mask(ff, lf - 1) : 0;
+}
+
 static atomic_t *owrite_slot(struct vmcache *c, u64 oblock)
 {
 	return &c->owrites[hash_64(oblock, VMC_OWRITE_BITS)];
@@ -160,9 +172,12 @@ static void clone_endio(struct bio *clone)
 	bio_endio(parent);
 }
 
-/* writethrough: a copy of the write goes to the cache as well */
+/*
+ * writethrough: a copy of the write (@size bytes from @skip) goes to the
+ * cache as well, at @offset sectors into cache block @cb
+ */
 static void submit_cache_clone(struct vmcache *c, struct bio *bio, u32 cb,
-			       sector_t offset)
+			       sector_t offset, u32 skip, u32 size)
 {
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	struct bio *clone;
@@ -170,6 +185,8 @@ static void submit_cache_clone(struct vmcache *c, struct bio *bio, u32 cb,
 	clone = bio_alloc_clone(c->cache_dev->bdev, bio, GFP_NOIO, &c->bs);
 	/* dm polls only the bios it maps, never this one */
 	clone->bi_opf &= ~REQ_POLLED;
+	bio_advance(clone, skip);
+	clone->bi_iter.bi_size = size;
 	clone->bi_iter.bi_sector = vmc_cblock_sector(c, cb) + offset;
 	clone->bi_end_io = clone_endio;
 	own_of(clone)->parent = bio;
@@ -198,6 +215,8 @@ void vmc_defer_flush(struct vmcache *c, struct bio *bio)
  * Flushes arriving during a commit wait for the next one: the snapshot of
  * the running commit may predate their writes.
  */
+static void submit_through_clone(struct vmcache *c, struct bio *bio);
+
 /* writes that waited for a commit: send them on, or fail them */
 static void release_held(struct vmcache *c, struct bio_list *held, int r)
 {
@@ -227,8 +246,12 @@ static void release_held(struct vmcache *c, struct bio_list *held, int r)
 			sector_t s = bio->bi_iter.bi_sector;
 
 			pb->flags &= ~VMC_PB_LATE_CLONE;
-			submit_cache_clone(c, bio, pb->cblock,
-					   s & (vmc_block_sectors(c) - 1));
+			if (pb->flags & VMC_PB_THROUGH_RUN)
+				submit_through_clone(c, bio);
+			else
+				submit_cache_clone(c, bio, pb->cblock,
+						   s & (vmc_block_sectors(c) - 1),
+						   0, bio->bi_iter.bi_size);
 		}
 		dm_submit_bio_remap(bio, NULL);
 	}
@@ -1026,37 +1049,60 @@ static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 }
 
 /*
- * Writethrough runs.  A write over whole blocks, each either not cached
- * (allocated now) or cached with no dirty data and no other I/O on it, in
- * consecutive cache blocks, goes to the origin in one piece and to the
- * cache in one clone: one origin write per run, not one per block (on a
- * disk limited in IOPS, a host-backed one, the difference is the write's
- * whole cost).  Sub-blocks not yet valid are filling (a concurrent write
+ * Writethrough runs.  A write over blocks, each either not cached
+ * (allocated now when wholly written) or cached with no dirty data and no
+ * other I/O on it, in consecutive cache blocks, goes to the origin in one
+ * piece and to the cache in one clone: one origin write per run, not one
+ * per block (on a disk limited in IOPS, a host-backed one, the difference
+ * is the write's whole cost).  A partly written first or last block that
+ * is not cached goes to the origin alone: the clone leaves it out
+ * (pb->mask: VMC_THROUGH_HEAD, VMC_THROUGH_TAIL; a filesystem log writes
+ * in 512-byte units, so most of its writes start or end inside a block).
+ * Wholly written sub-blocks not yet valid are filling (a concurrent write
  * cancels them, reads go to the origin); valid ones a concurrent write
- * drops, as in route_write().  A block the disk may already map is
- * written in both places: *@flux, as in vmc_map().  Called with c->lock
- * held; *@hits counts the blocks that were cached.
+ * drops, as in route_write(); partly written invalid ones stay invalid.
+ * A block the disk may already map is written in both places: *@flux, as
+ * in vmc_map().  Called with c->lock held; *@hits counts the blocks whose
+ * touched data was cached; returns the run's blocks, *@cached those
+ * written to the cache as well.
  */
+#define VMC_THROUGH_HEAD	BIT(0)	/* first block: origin only */
+#define VMC_THROUGH_TAIL	BIT(1)	/* last block: origin only */
+
 static u64 plan_through_run(struct vmcache *c, struct bio *bio, sector_t s,
 			    u64 first, u64 last, bool *need_commit,
-			    u32 *cblock, u32 *hits, bool *flux)
+			    u32 *cblock, u32 *cached, u32 *hits, bool *flux)
 {
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	sector_t end = s + bio_sectors(bio);
 	u32 idx, prev = VMC_NIL;
 	u64 ob = first;
 
-	if ((s & (vmc_block_sectors(c) - 1)) || !may_allocate(c) ||
-	    c->tun[VMC_T_MODE] != VMC_MODE_WRITETHROUGH || c->data_crc ||
-	    (bio->bi_opf & REQ_POLLED))
+	*cached = 0;
+	pb->mask = 0;
+	if (!may_allocate(c) || c->tun[VMC_T_MODE] != VMC_MODE_WRITETHROUGH ||
+	    c->data_crc || (bio->bi_opf & REQ_POLLED))
 		return 0;
 	for (; ob <= last && ob - first < VMC_WRITE_RUN_MAX; ob++) {
+		u8 covered = covered_mask(c, s, end, ob);
 		struct vmc_block *b;
 		bool fresh;
 
-		if (((ob + 1) << c->block_shift) > end)
-			break;
 		idx = vmc_lookup(c, ob);
 		fresh = idx == VMC_NIL;
+		if (fresh && covered != VMC_FULL_MASK) {
+			/* the head: the clone starts at the next block */
+			if (ob == first) {
+				pb->mask |= VMC_THROUGH_HEAD;
+				continue;
+			}
+			/* the tail: the clone ends before it */
+			if (ob == last) {
+				pb->mask |= VMC_THROUGH_TAIL;
+				continue;
+			}
+			break;
+		}
 		if (fresh)
 			idx = vmc_policy_alloc(c, ob, need_commit);
 		/* not next to the run: the next piece's (mapped, empty) */
@@ -1066,7 +1112,7 @@ static u64 plan_through_run(struct vmcache *c, struct bio *bio, sector_t s,
 		if (!fresh && (b->dirty || b->filling || b->writers ||
 			       (b->flags & VMC_B_WB)))
 			break;
-		if (!fresh && b->valid == VMC_FULL_MASK) {
+		if (!fresh && !(span_mask(c, s, end, ob) & ~b->valid)) {
 			vmc_policy_hit(c, idx);
 			(*hits)++;
 		}
@@ -1074,12 +1120,40 @@ static u64 plan_through_run(struct vmcache *c, struct bio *bio, sector_t s,
 			*flux = true;
 		b->holders++;
 		b->writers++;
-		b->filling = VMC_FULL_MASK & ~b->valid;
+		b->filling = covered & ~b->valid;
 		if (prev == VMC_NIL)
 			*cblock = idx;
 		prev = idx;
+		(*cached)++;
 	}
+	/* a head alone: the block's own path does the same */
+	if (!*cached && ob - first < 2)
+		return 0;
 	return ob - first;
+}
+
+/* the cache clone of a writethrough run: its cached blocks only */
+static void submit_through_clone(struct vmcache *c, struct bio *bio)
+{
+	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	sector_t bs = vmc_block_sectors(c);
+	sector_t off = bio->bi_iter.bi_sector & (bs - 1);
+	u32 skip = 0, size = bio->bi_iter.bi_size;
+
+	if (pb->mask & VMC_THROUGH_HEAD) {
+		skip = (bs - off) << SECTOR_SHIFT;
+		off = 0;
+	}
+	if (pb->mask & VMC_THROUGH_TAIL)
+		size -= ((bio->bi_iter.bi_sector + bio_sectors(bio)) &
+			 (bs - 1)) << SECTOR_SHIFT;
+	submit_cache_clone(c, bio, pb->cblock, off, skip, size - skip);
+}
+
+static u32 through_cached(struct vmc_bio *pb)
+{
+	return pb->ob_count - !!(pb->mask & VMC_THROUGH_HEAD) -
+	       !!(pb->mask & VMC_THROUGH_TAIL);
 }
 
 /* both writes done: the filled sub-blocks become valid, clean */
@@ -1093,7 +1167,7 @@ static void through_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 	if (error)
 		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
 	spin_lock_irqsave(&c->lock, flags);
-	for (i = 0; i < pb->ob_count; i++) {
+	for (i = 0; i < through_cached(pb); i++) {
 		u32 idx = pb->cblock + i;
 		struct vmc_block *b = &c->blocks[idx];
 
@@ -1262,7 +1336,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	bool polled = bio->bi_opf & REQ_POLLED, need_commit = false, seq;
 	bool flux = false, wait_commit = false;
 	enum vmc_run kind = RUN_NONE;
-	u32 hits = 0, cb = VMC_NIL;
+	u32 hits = 0, cb = VMC_NIL, cached = 0;
 	unsigned long flags;
 	u64 n = 0;
 
@@ -1307,8 +1381,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		kind = n ? RUN_WRITE : RUN_NONE;
 		if (!n) {
 			n = plan_through_run(c, bio, s, first, last,
-					     &need_commit, &cb, &hits, &flux);
-			kind = n ? RUN_THROUGH : RUN_NONE;
+					     &need_commit, &cb, &cached,
+					     &hits, &flux);
+			/* a head and a tail, neither cached: the origin's */
+			kind = !n ? RUN_NONE : cached ? RUN_THROUGH :
+							RUN_ORIGIN;
 		}
 	}
 	if (kind != RUN_NONE) {
@@ -1381,7 +1458,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		queue_work(c->wq, &c->commit_work);
 		*taken = true;
 	} else if (kind == RUN_THROUGH) {
-		submit_cache_clone(c, bio, cb, 0);
+		submit_through_clone(c, bio);
 	}
 	return true;
 }
@@ -1567,7 +1644,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 	if (route == R_BOTH_WRITE)
-		submit_cache_clone(c, bio, idx, rq.offset);
+		submit_cache_clone(c, bio, idx, rq.offset, 0,
+				   bio->bi_iter.bi_size);
 	return DM_MAPIO_REMAPPED;
 }
 

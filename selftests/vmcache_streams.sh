@@ -35,6 +35,11 @@
 #     then their clean copies: one origin write per bio (not one per
 #     block), every block cached clean, the re-read all hits with the new
 #     data, which the origin holds too;
+#  7c. (run before 5) the same with 64 KiB blocks and writes 4 KiB past
+#     a block start (as a filesystem log writes): the partly written
+#     first and last blocks join the run, cached or not (the clone leaves
+#     an uncached one out); one origin write per bio, the data on the
+#     device and on the origin;
 #  8. (run before 5) a stream read once is bypassed, read a second time
 #     it is cached, and the third pass reads nothing from the origin;
 #  8b. (run before 5) the same with 32 MiB, half the cache, in 128 KiB
@@ -115,6 +120,14 @@ cache_writes() {
 	echo $((f[4] + f[5]))
 }
 
+# 7c: [188 MiB, +4 MiB + 4 KiB) holds a's first 4 KiB, then b
+edge_runs_ok() {
+	local exp="$tmp/exp7c" off=$((188 * 256))
+	{ head -c 4096 "$tmp/a"; head -c $((4 << 20)) "$tmp/b"; } >"$exp"
+	cmp <(dd if="$DEV" bs=4k skip="$off" count=1025 iflag=direct status=none) "$exp" &&
+		cmp <(dd if="$ORIGIN" bs=4k skip="$off" count=1025 iflag=direct status=none) "$exp"
+}
+
 through_runs_ok() {
 	local h0
 	h0=$(st read_hits)
@@ -138,7 +151,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 29
+ktap_set_plan 31
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -356,6 +369,29 @@ ktap_test_result "through runs: the re-read is 1024 read hits of the new data, w
 	through_runs_ok
 destroy
 
+# ----------- 7c. writethrough writes starting and ending inside a block
+# 64 KiB blocks (a fresh cache): 4 MiB written in 256 KiB bios at 188 MiB
+# (64 blocks cached), then again 4 KiB further: each bio starts inside a
+# cached block and ends inside the next bio's first block (the last one
+# inside an uncached block).  Each bio is one origin write; block by
+# block it was five.
+wipe_dev /dev/ram0 1
+create mode writethrough sequential_cutoff 0 block_size 65536
+dd if="$tmp/a" of="$DEV" bs=256k seek=$((188 * 4)) count=16 oflag=direct status=none
+u0=$(st blocks_used)
+o0=$(obios writes)
+dd if="$tmp/b" of="$DEV" bs=256k seek=$(((188 << 20) + 4096)) count=16 \
+	oflag=direct,seek_bytes status=none
+o1=$(obios writes)
+ktap_print_msg "64 KiB blocks, writes 4 KiB into a block: $((o1 - o0)) origin writes for 16 bios," \
+	"$u0 then $(st blocks_used) blocks cached, $(st blocks_dirty) dirty"
+ktap_test_result "edge runs: 16 writes starting inside a block: at most 16 origin writes, the 64 blocks stay cached clean" \
+	test $((o1 - o0)) -le 16 -a "$u0" -eq 64 -a "$(st blocks_used)" -eq 64 -a "$(st blocks_dirty)" -eq 0
+ktap_test_result "edge runs: the device and the origin hold the new data byte for byte" \
+	edge_runs_ok
+destroy
+wipe_dev /dev/ram0 1
+
 # ------------------------ 8. a stream read again is cached, once is not
 # 8 MiB never touched, read three times in 1 MiB bios (stream detector at
 # 512 KiB): the first pass bypasses (only its first 512 KiB is promoted),
@@ -524,4 +560,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 29
+ktap_finished 31
