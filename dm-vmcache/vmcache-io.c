@@ -217,6 +217,31 @@ void vmc_defer_flush(struct vmcache *c, struct bio *bio)
  */
 static void submit_through_clone(struct vmcache *c, struct bio *bio);
 
+/*
+ * A write to both devices over a block the disk may map: the durable
+ * superblock must say FLUX until both are flushed (see vmc_map()).
+ * Returns true when the write must wait for the commit that sets it.
+ * Called with c->lock held.
+ */
+static bool flux_write(struct vmcache *c, struct vmc_bio *pb)
+{
+	c->flux_recent = VMC_FLUX_TICKS;
+	c->flux_inflight++;
+	pb->flags |= VMC_PB_FLUX;
+	return !c->flux_ondisk;
+}
+
+/* a mapped write sent on by release_held() after the next commit */
+static void hold_for_commit(struct vmcache *c, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&c->lock, flags);
+	bio_list_add(&c->commit_wait, bio);
+	spin_unlock_irqrestore(&c->lock, flags);
+	queue_work(c->wq, &c->commit_work);
+}
+
 /* writes that waited for a commit: send them on, or fail them */
 static void release_held(struct vmcache *c, struct bio_list *held, int r)
 {
@@ -559,17 +584,13 @@ static void describe(struct vmcache *c, struct bio *bio, struct vmc_req *rq)
 {
 	sector_t s = dm_target_offset(c->ti, bio->bi_iter.bi_sector);
 	sector_t len = bio_sectors(bio);
-	sector_t sub = (sector_t)1 << c->sub_shift;
-	unsigned int ff, lf;
 
 	rq->oblock = s >> c->block_shift;
 	rq->offset = s & (vmc_block_sectors(c) - 1);
 	rq->first = rq->offset >> c->sub_shift;
 	rq->last = (rq->offset + len - 1) >> c->sub_shift;
 	rq->touched = range_mask(rq->first, rq->last);
-	ff = (rq->offset + sub - 1) >> c->sub_shift;
-	lf = (rq->offset + len) >> c->sub_shift;	/* exclusive */
-	rq->full = lf > ff ? range_mask(ff, lf - 1) : 0;
+	rq->full = covered_mask(c, s, s + len, rq->oblock);
 }
 
 /* cut the bio where the sub-block state changes; returns the state */
@@ -1161,13 +1182,13 @@ static void through_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 			       blk_status_t error)
 {
 	bool cache_err = pb->clone_status;
+	u32 i, n = through_cached(pb);
 	unsigned long flags;
-	u32 i;
 
 	if (error)
 		vmc_stat_inc(c, VMC_S_ORIGIN_ERRORS);
 	spin_lock_irqsave(&c->lock, flags);
-	for (i = 0; i < through_cached(pb); i++) {
+	for (i = 0; i < n; i++) {
 		u32 idx = pb->cblock + i;
 		struct vmc_block *b = &c->blocks[idx];
 
@@ -1404,13 +1425,8 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			pb->flags |= kind == RUN_WRITE ? VMC_PB_WRITE_RUN :
 							 VMC_PB_THROUGH_RUN;
 		}
-		/* as in vmc_map(): the cache copy wins until both are flushed */
-		if (flux) {
-			c->flux_recent = VMC_FLUX_TICKS;
-			c->flux_inflight++;
-			pb->flags |= VMC_PB_FLUX;
-			wait_commit = !c->flux_ondisk;
-		}
+		if (flux)
+			wait_commit = flux_write(c, pb);
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
 				      bio->bi_iter.bi_size, true);
 		if (kind == RUN_HIT)
@@ -1452,10 +1468,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	} else if (wait_commit) {
 		/* sent on, with its clone, after the commit that sets FLUX */
 		pb->flags |= VMC_PB_LATE_CLONE;
-		spin_lock_irqsave(&c->lock, flags);
-		bio_list_add(&c->commit_wait, bio);
-		spin_unlock_irqrestore(&c->lock, flags);
-		queue_work(c->wq, &c->commit_work);
+		hold_for_commit(c, bio);
 		*taken = true;
 	} else if (kind == RUN_THROUGH) {
 		submit_through_clone(c, bio);
@@ -1597,13 +1610,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 		 * surely unmapped on disk.
 		 */
 		if (route == R_BOTH_WRITE && !fresh &&
-		    c->md_state == VMC_MD_OK) {
-			c->flux_recent = VMC_FLUX_TICKS;
-			c->flux_inflight++;
-			pb->flags |= VMC_PB_FLUX;
-			if (!c->flux_ondisk)
-				wait_commit = true;
-		}
+		    c->md_state == VMC_MD_OK && flux_write(c, pb))
+			wait_commit = true;
 		if (route == R_READ_FILL) {
 			pb->flags |= VMC_PB_PROMOTE;
 			pb->iter = bio->bi_iter;
@@ -1637,10 +1645,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	if (wait_commit) {
 		if (route == R_BOTH_WRITE)
 			pb->flags |= VMC_PB_LATE_CLONE;
-		spin_lock_irqsave(&c->lock, flags);
-		bio_list_add(&c->commit_wait, bio);
-		spin_unlock_irqrestore(&c->lock, flags);
-		queue_work(c->wq, &c->commit_work);
+		hold_for_commit(c, bio);
 		return DM_MAPIO_SUBMITTED;
 	}
 	if (route == R_BOTH_WRITE)
