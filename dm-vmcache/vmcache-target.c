@@ -934,9 +934,17 @@ static void vmc_io_hints(struct dm_target *ti, struct queue_limits *limits)
 {
 	struct vmcache *c = ti->private;
 
+	/*
+	 * Sub-block writes are cached, but the first one into a block the
+	 * disk does not map costs a commit when it is FUA (a filesystem log
+	 * writing 512 bytes at a time): ask for 4 KiB (a block at least),
+	 * as a 512e disk does, so mkfs picks 4 KiB log sectors.
+	 */
+	limits->physical_block_size = max_t(unsigned int,
+					    limits->physical_block_size, SZ_4K);
 	/* I/O smaller than a sub-block is never cached */
-	limits->io_min = max_t(unsigned int, limits->io_min,
-			       SECTOR_SIZE << c->sub_shift);
+	limits->io_min = max3(limits->io_min, limits->physical_block_size,
+			      (unsigned int)SECTOR_SIZE << c->sub_shift);
 	limits->io_opt = max_t(unsigned int, limits->io_opt,
 			       c->tun[VMC_T_BLOCK_SIZE]);
 }

@@ -16,6 +16,8 @@
 #  4. The drain brings every byte to the origin.
 #  5. With data_crc on they still go to both devices (the checksummed path
 #     writes through).
+#  6. The device asks for 4 KiB physical blocks, so that a filesystem log
+#     (mkfs.xfs) does not write 512 bytes at a time.
 #
 # Devices: memory-backed null_blk with a volatile write cache (cache_size),
 # so that the stack has FUA (queue/fua = 1) and the writes reach the target
@@ -64,7 +66,7 @@ create() { # <must_exist> [options...]
 }
 
 ktap_print_header
-ktap_set_plan 6
+ktap_set_plan 7
 dmesg_mark
 
 setup_null_blk "$CNAME" 32 cache_size=4 >/dev/null &&
@@ -135,5 +137,29 @@ with_crc() {
 }
 ktap_test_result "writeback, data_crc: FUA writes to new blocks go to both devices; on the origin" with_crc
 
+# A first sub-block write into a block the disk does not map is a mapping
+# change: FUA, it waits for a commit.  A filesystem log writing 512 bytes
+# at a time (XFS with 512-byte log sectors) would commit per write; the
+# cache asks for 4 KiB physical blocks, as a 512e disk does, and mkfs then
+# picks 4 KiB log sectors.  Devices of 512-byte sectors here.
+limits() {
+	local bs got q
+	setup_null_blk "${CNAME}5" 32 blocksize=512 >/dev/null &&
+		setup_null_blk "${ONAME}5" 64 blocksize=512 >/dev/null || return 1
+	wipe_dev "/dev/${CNAME}5" 2
+	for bs in 4096 65536; do
+		dm_create "${NAME}5" "0 $(dev_sectors "/dev/${ONAME}5") vmcache /dev/${CNAME}5 /dev/${ONAME}5 2 block_size $bs" ||
+			return 1
+		q=$(sysfs_block "/dev/mapper/${NAME}5")/queue
+		got="$(cat "$q/logical_block_size" "$q/physical_block_size" "$q/minimum_io_size" "$q/optimal_io_size" | paste -sd' ')"
+		ktap_print_msg "block_size $bs: logical, physical, minimum, optimal I/O: $got"
+		dm_remove "${NAME}5" && cleanup_pop || return 1
+		# minimum I/O: a sub-block (an eighth of a block) when larger
+		[ "$got" = "512 4096 $((bs / 8 > 4096 ? bs / 8 : 4096)) $bs" ] || return 1
+		wipe_dev "/dev/${CNAME}5" 2
+	done
+}
+ktap_test_result "limits: 512-byte logical, 4 KiB physical, minimum I/O 4 KiB or a sub-block, optimal one block" limits
+
 ktap_test_result "kernel log clean" check_dmesg_clean
-ktap_finished 6
+ktap_finished 7
