@@ -100,11 +100,13 @@ create_target() { # <target>: prints the device to use
 	case $1 in
 	origin) echo "$ORIGIN" ;;
 	fast) echo "$FAST" ;;
-	vmcache-wt | vmcache-wb | vmcache-wt-seq0 | vmcache-wb-seq0)
-		# -seq0: sequential_cutoff 0 (no stream bypass), for diagnosis
+	vmcache-wt | vmcache-wb | vmcache-wt-seq0 | vmcache-wb-seq0 | vmcache-wb-held)
+		# for diagnosis: -seq0, sequential_cutoff 0 (no stream bypass);
+		# -held, no background writeback (as if the dirty data were old)
 		local mode=writethrough opts='' n=2
 		[[ $1 == vmcache-wb* ]] && mode=writeback
 		[[ $1 == *-seq0 ]] && { opts=" sequential_cutoff 0"; n=4; }
+		[[ $1 == *-held ]] && { opts=" writeback_low 100 writeback_high 100 max_dirty_age 0"; n=8; }
 		dmsetup create vmc --table "0 $OSZ vmcache $FAST $ORIGIN $n mode $mode$opts" || return 1
 		wait_for_dev /dev/mapper/vmc >/dev/null && echo /dev/mapper/vmc ;;
 	dm-cache)
