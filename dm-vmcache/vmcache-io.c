@@ -1002,7 +1002,10 @@ static void fill_run_end_io(struct vmcache *c, struct bio *bio,
  * cache write when the blocks allocated for it are consecutive on the
  * cache: each is held, a writer and filling (a write meanwhile cancels
  * what it touches), and becomes valid and dirty when the write completes,
- * as a single block written to the cache would.
+ * as a single block written to the cache would.  A FUA run (a filesystem
+ * log write) loses its FUA and completes after the next commit, as a
+ * single block does (VMC_PB_FUA_COMMIT); polled or checksummed, it is no
+ * run (those write FUA through to both devices).
  */
 #define VMC_WRITE_RUN_MAX	256	/* blocks per cache write */
 
@@ -1015,7 +1018,8 @@ static u64 plan_write_run(struct vmcache *c, struct bio *bio, sector_t s,
 
 	if ((s & (vmc_block_sectors(c) - 1)) || !may_allocate(c) ||
 	    c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK || c->flush_active ||
-	    (bio->bi_opf & (REQ_FUA | REQ_POLLED)))
+	    (bio->bi_opf & REQ_POLLED) ||
+	    ((bio->bi_opf & REQ_FUA) && c->data_crc))
 		return 0;
 	for (; ob <= last && ob - first < VMC_WRITE_RUN_MAX; ob++) {
 		struct vmc_block *b;
@@ -1425,6 +1429,11 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 			pb->flags |= kind == RUN_WRITE ? VMC_PB_WRITE_RUN :
 							 VMC_PB_THROUGH_RUN;
 		}
+		/* the commit after it makes the data durable (see vmc_map()) */
+		if (kind == RUN_WRITE && (bio->bi_opf & REQ_FUA)) {
+			pb->flags |= VMC_PB_FUA_COMMIT;
+			bio->bi_opf &= ~REQ_FUA;
+		}
 		if (flux)
 			wait_commit = flux_write(c, pb);
 		vmc_policy_sequential(c, bio->bi_iter.bi_sector,
@@ -1710,6 +1719,20 @@ static int overlay_end_io(struct vmcache *c, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
+/*
+ * A write that lost its FUA is on the cache device: it ends like a flush
+ * that came after it, after the next commit (vmc_commit_work() ends it
+ * again, VMC_PB_FUA_DONE).  Any context: it only queues the bio.
+ */
+static int fua_commit_after(struct vmcache *c, struct bio *bio,
+			    struct vmc_bio *pb)
+{
+	pb->flags = VMC_PB_FUA_DONE;
+	reset_remaining(bio);
+	vmc_defer_flush(c, bio);
+	return DM_ENDIO_INCOMPLETE;
+}
+
 static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 {
 	struct vmc_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
@@ -1735,7 +1758,10 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 		return DM_ENDIO_DONE;
 	}
 	if (pb->flags & VMC_PB_WRITE_RUN) {
+		fua_commit = !*error && (pb->flags & VMC_PB_FUA_COMMIT);
 		write_run_end_io(c, pb, *error);
+		if (fua_commit)
+			return fua_commit_after(c, bio, pb);
 		lat_done(c, pb);
 		return DM_ENDIO_DONE;
 	}
@@ -1818,13 +1844,8 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 		defer_remapped(c, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}
-	if (fua_commit) {
-		/* like a flush that came after it; ends it again */
-		pb->flags = VMC_PB_FUA_DONE;
-		reset_remaining(bio);
-		vmc_defer_flush(c, bio);
-		return DM_ENDIO_INCOMPLETE;
-	}
+	if (fua_commit)
+		return fua_commit_after(c, bio, pb);
 	lat_done(c, pb);
 	return DM_ENDIO_DONE;
 }

@@ -14,9 +14,11 @@
 #     must_exist 1) the cache still holds them, dirty, same bytes.
 #  3. To dirty blocks: the cache only, as before.
 #  4. The drain brings every byte to the origin.
-#  5. With data_crc on they still go to both devices (the checksummed path
+#  5. A FUA write over several new blocks (a log write) is one cache
+#     write, not one per block, and completes after a commit.
+#  6. With data_crc on they still go to both devices (the checksummed path
 #     writes through).
-#  6. The device asks for 4 KiB physical blocks, so that a filesystem log
+#  7. The device asks for 4 KiB physical blocks, so that a filesystem log
 #     (mkfs.xfs) does not write 512 bytes at a time.
 #
 # Devices: memory-backed null_blk with a volatile write cache (cache_size),
@@ -39,7 +41,8 @@ CACHE=/dev/$CNAME
 ORIGIN=/dev/$ONAME
 N=64			# 4 KiB blocks per case
 OFF_NEW=100		# first block of case 1 (in 4 KiB blocks)
-OFF_CRC=4000		# case 4
+OFF_RUN=2048		# case 5
+OFF_CRC=4000		# case 6
 
 tmp=$(mktemp -d)
 cleanup_push "rm -rf $tmp"
@@ -66,7 +69,7 @@ create() { # <must_exist> [options...]
 }
 
 ktap_print_header
-ktap_set_plan 7
+ktap_set_plan 8
 dmesg_mark
 
 setup_null_blk "$CNAME" 32 cache_size=4 >/dev/null &&
@@ -121,6 +124,47 @@ drained() {
 }
 ktap_test_result "drain: the origin holds every FUA-written byte" drained
 
+# writes the target has completed so far: one per piece it maps (a bio
+# cut at a block end is two), from its write latency histogram
+pieces_done() {
+	tr ' ' '\n' <"/sys/module/dm_vmcache/caches/$NAME/latency_write" |
+		awk '{ n += $1 } END { print n + 0 }'
+}
+
+# A FUA write over several new blocks (a filesystem log write) is one
+# cache write, not one per block; it still completes after a commit.
+fua_runs() {
+	local p0 o0 c0 d0 p
+	wipe_dev "$CACHE" 2 &&
+		create 0 writeback_low 100 writeback_high 100 max_dirty_age 0 || return 1
+	head -c $((16 * 65536)) "$tmp/a" >"$tmp/run"
+	p0=$(pieces_done)
+	o0=$(sectors_written "$ORIGIN")
+	c0=$(st commits)
+	d0=$(st blocks_dirty)
+	dd if="$tmp/run" of="$DEV" bs=64k seek=$((OFF_RUN / 16)) count=16 \
+		oflag=direct,dsync conv=notrunc status=none || return 1
+	p=$(($(pieces_done) - p0))
+	ktap_print_msg "16 FUA writes of 64 KiB over new blocks: $p pieces mapped," \
+		"commits $c0 -> $(st commits), blocks_dirty $d0 -> $(st blocks_dirty)"
+	# one piece per block was 256 (checked last: the device goes away)
+	[ "$(st blocks_dirty)" = $((d0 + 256)) ] &&
+		[ "$(st commits)" -ge $((c0 + 1)) ] &&
+		[ "$(sectors_written "$ORIGIN")" = "$o0" ] || return 1
+	dd if="$DEV" of="$tmp/got" bs=64k skip=$((OFF_RUN / 16)) count=16 \
+		iflag=direct status=none && compare_bytes "$tmp/run" "$tmp/got" || return 1
+	# reloaded from its metadata: mapped, dirty, the same bytes
+	remove && create 1 writeback_low 100 writeback_high 100 max_dirty_age 0 || return 1
+	[ "$(st blocks_dirty)" = 256 ] &&
+		dd if="$DEV" of="$tmp/got" bs=64k skip=$((OFF_RUN / 16)) count=16 \
+			iflag=direct status=none && compare_bytes "$tmp/run" "$tmp/got" &&
+		drain && remove &&
+		dd if="$ORIGIN" of="$tmp/o" bs=64k skip=$((OFF_RUN / 16)) count=16 \
+			iflag=direct status=none && compare_bytes "$tmp/run" "$tmp/o" &&
+		[ "$p" = 16 ]
+}
+ktap_test_result "writeback: a FUA write over 16 new blocks is one cache write, committed, reloaded, drained" fua_runs
+
 with_crc() {
 	local o0
 	wipe_dev "$CACHE" 2 && create 0 data_crc 1 || return 1
@@ -162,4 +206,4 @@ limits() {
 ktap_test_result "limits: 512-byte logical, 4 KiB physical, minimum I/O 4 KiB or a sub-block, optimal one block" limits
 
 ktap_test_result "kernel log clean" check_dmesg_clean
-ktap_finished 7
+ktap_finished 8
