@@ -1044,9 +1044,26 @@ static u64 plan_write_run(struct vmcache *c, struct bio *bio, sector_t s,
 	return ob - first;
 }
 
+/* a write run to the cache is over: c->lock, taken by the caller, dropped */
+static void end_cache_run(struct vmcache *c, struct vmc_bio *pb,
+			  blk_status_t error, unsigned long flags)
+	__releases(&c->lock)
+{
+	if (!error)
+		c->cache_err_burst = 0;
+	spin_unlock_irqrestore(&c->lock, flags);
+	pb->flags = 0;
+	if (error)
+		vmc_note_cache_error(c);
+}
+
+/* a write run (new blocks) or a writeback hit run (cached ones) completed */
 static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 			     blk_status_t error)
 {
+	sector_t s = dm_target_offset(c->ti, pb->iter.bi_sector);
+	sector_t end = s + (pb->iter.bi_size >> SECTOR_SHIFT);
+	bool hit = pb->flags & VMC_PB_WRITE_HIT_RUN;
 	unsigned long flags;
 	u32 i;
 
@@ -1057,6 +1074,15 @@ static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 		u8 good = error ? 0 : VMC_FULL_MASK & ~b->cancel;
 
 		b->writers--;
+		if (hit) {
+			/* dirty since map: a failed write leaves it so */
+			good = span_mask(c, s, end, pb->ob_first + i) &
+			       b->valid;
+			if (!error && good)
+				vmc_policy_set_dirty(c, idx, good);
+			b->holders--;
+			continue;
+		}
 		b->filling = 0;
 		b->cancel = 0;
 		if (good) {
@@ -1065,12 +1091,7 @@ static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 		}
 		b->holders--;
 	}
-	if (!error)
-		c->cache_err_burst = 0;
-	spin_unlock_irqrestore(&c->lock, flags);
-	pb->flags = 0;
-	if (error)
-		vmc_note_cache_error(c);
+	end_cache_run(c, pb, error, flags);
 }
 
 /*
@@ -1228,7 +1249,7 @@ static void through_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 #define VMC_STREAM_HIT_RUN	16	/* a stream leaves the origin for this */
 
 static u64 hit_run_length(struct vmcache *c, sector_t s, sector_t end,
-			  u64 first, u64 last, u32 *cblock)
+			  u64 first, u64 last, bool uniform, u32 *cblock)
 {
 	u64 ob;
 	u32 idx, prev = VMC_NIL;
@@ -1241,7 +1262,8 @@ static u64 hit_run_length(struct vmcache *c, sector_t s, sector_t end,
 		if (idx == VMC_NIL || (prev != VMC_NIL && idx != prev + 1))
 			break;
 		b = &c->blocks[idx];
-		if ((b->valid & m) != m || (b->filling & m))
+		if ((b->valid & m) != m || (b->filling & m) ||
+		    (uniform && (b->dirty & m) && (b->dirty & m) != m))
 			break;
 		if (prev == VMC_NIL)
 			*cblock = idx;
@@ -1309,7 +1331,65 @@ static bool hit_run_end_io(struct vmcache *c, struct bio *bio,
 	return true;
 }
 
-enum vmc_run { RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE, RUN_THROUGH };
+/*
+ * Writeback hit runs.  A write over blocks all cached, consecutive on the
+ * cache, is one cache write (a journal or log rewritten in place, a
+ * database writing several pages at once).  Each block is what
+ * route_write() makes of a single one: what the write touches is either
+ * all dirty or all valid and clean (a mix ends the run), nothing of it is
+ * filling; clean data becomes dirty at map, covered by FLUX where the disk
+ * does not record it dirty (the run waits for the commit that sets FLUX
+ * when the disk lacks it, as a single block does), and every touched
+ * sub-block is dirty again at completion.  FUA stays: the disk maps these
+ * blocks.  The blocks are held and writers (writeback sees REDIRTY).  Not
+ * with data_crc (its writes are checksummed block by block), not polled,
+ * not during a drain (route_write() writes through then).
+ */
+static u64 plan_write_hit_run(struct vmcache *c, struct bio *bio, sector_t s,
+			      u64 first, u64 last, u32 *cblock,
+			      bool *wait_commit)
+{
+	sector_t end = s + bio_sectors(bio);
+	sector_t sub = 1u << c->sub_shift;
+	u64 ob, n;
+	u32 idx;
+
+	if (c->tun[VMC_T_MODE] != VMC_MODE_WRITEBACK || !may_allocate(c) ||
+	    c->flush_active || c->data_crc || (bio->bi_opf & REQ_POLLED) ||
+	    ((s | end) & (sub - 1)))
+		return 0;
+	/* look first: nothing changes unless two blocks or more qualify */
+	n = hit_run_length(c, s, end, first, last, true, cblock);
+	if (n < 2)
+		return 0;
+	for (ob = first; ob < first + n; ob++) {
+		u8 m = span_mask(c, s, end, ob);
+		struct vmc_block *b;
+
+		idx = *cblock + (u32)(ob - first);
+		b = &c->blocks[idx];
+		vmc_policy_hit(c, idx);
+		b->holders++;
+		b->writers++;
+		if (b->flags & VMC_B_WB)
+			b->flags |= VMC_B_REDIRTY;
+		if (b->dirty & m)
+			continue;
+		if (m & ~b->ddirty) {
+			vmc_policy_set_dirty_covered(c, idx, m);
+			c->flux_recent = VMC_FLUX_TICKS;
+			if (!c->flux_ondisk)
+				*wait_commit = true;
+		} else {
+			vmc_policy_set_dirty(c, idx, m);
+		}
+	}
+	return n;
+}
+
+enum vmc_run {
+	RUN_NONE, RUN_ORIGIN, RUN_HIT, RUN_WRITE, RUN_WRITE_HIT, RUN_THROUGH
+};
 
 /*
  * Writeback: a stream of sync writes (a journal, O_DIRECT, data being
@@ -1373,7 +1453,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 						  bio->bi_iter.bi_size, false));
 	if (!is_write && !polled &&
 	    c->tun[VMC_T_MODE] != VMC_MODE_PASSTHROUGH)
-		n = hit_run_length(c, s, s + len, first, last, &cb);
+		n = hit_run_length(c, s, s + len, first, last, false, &cb);
 	if (n >= 2 && (!seq || n >= VMC_STREAM_HIT_RUN || first + n > last)) {
 		kind = RUN_HIT;
 		hold_hit_run(c, bio, first, n, cb);
@@ -1405,6 +1485,12 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		n = plan_write_run(c, bio, s, first, last, &need_commit, &cb);
 		kind = n ? RUN_WRITE : RUN_NONE;
 		if (!n) {
+			n = plan_write_hit_run(c, bio, s, first, last, &cb,
+					       &wait_commit);
+			kind = n ? RUN_WRITE_HIT : RUN_NONE;
+			hits = n;
+		}
+		if (!n) {
 			n = plan_through_run(c, bio, s, first, last,
 					     &need_commit, &cb, &cached,
 					     &hits, &flux);
@@ -1422,12 +1508,14 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		/* no fill may cache what the origin holds before this lands */
 		if ((kind == RUN_ORIGIN && is_write) || kind == RUN_THROUGH)
 			owrite_start(c, pb, first, n);
-		if (kind == RUN_WRITE || kind == RUN_THROUGH) {
+		if (kind == RUN_WRITE || kind == RUN_WRITE_HIT ||
+		    kind == RUN_THROUGH) {
 			pb->ob_first = first;
 			pb->ob_count = n;
 			pb->cblock = cb;
 			pb->flags |= kind == RUN_WRITE ? VMC_PB_WRITE_RUN :
-							 VMC_PB_THROUGH_RUN;
+				     kind == RUN_WRITE_HIT ?
+				     VMC_PB_WRITE_HIT_RUN : VMC_PB_THROUGH_RUN;
 		}
 		/* the commit after it makes the data durable (see vmc_map()) */
 		if (kind == RUN_WRITE && (bio->bi_opf & REQ_FUA)) {
@@ -1468,6 +1556,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		break;
 	case RUN_HIT:
 	case RUN_WRITE:
+	case RUN_WRITE_HIT:
 		remap(c, bio, true, cb, s & (bs - 1));
 		break;
 	}
@@ -1475,8 +1564,9 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 		vmc_crc_defer(c, bio);
 		*taken = true;
 	} else if (wait_commit) {
-		/* sent on, with its clone, after the commit that sets FLUX */
-		pb->flags |= VMC_PB_LATE_CLONE;
+		/* sent on (with its clone) after the commit that sets FLUX */
+		if (kind == RUN_THROUGH)
+			pb->flags |= VMC_PB_LATE_CLONE;
 		hold_for_commit(c, bio);
 		*taken = true;
 	} else if (kind == RUN_THROUGH) {
@@ -1757,7 +1847,7 @@ static int end_io(struct vmcache *c, struct bio *bio, blk_status_t *error)
 		lat_done(c, pb);
 		return DM_ENDIO_DONE;
 	}
-	if (pb->flags & VMC_PB_WRITE_RUN) {
+	if (pb->flags & (VMC_PB_WRITE_RUN | VMC_PB_WRITE_HIT_RUN)) {
 		fua_commit = !*error && (pb->flags & VMC_PB_FUA_COMMIT);
 		write_run_end_io(c, pb, *error);
 		if (fua_commit)

@@ -383,6 +383,8 @@ static_assert(sizeof(struct vmc_bio) <= 48, "vmc_bio must stay 48 bytes");
 #define VMC_PB_FUA_DONE	BIT(17)	/* ... ended again by the commit worker */
 /* writethrough: blocks ob_first.. at cblock.., origin bio and cache clone */
 #define VMC_PB_THROUGH_RUN BIT(18)
+/* writeback: a write of cached blocks ob_first.. at cblock.. (iter: its range) */
+#define VMC_PB_WRITE_HIT_RUN BIT(19)
 
 /* helpers used across files */
 static inline sector_t vmc_block_sectors(struct vmcache *c)

@@ -151,7 +151,7 @@ stream_passes_ok() {
 }
 
 ktap_print_header
-ktap_set_plan 31
+ktap_set_plan 34
 
 setup_brd 1 "$CACHE_MIB" || ktap_exit_fail_msg "brd"
 setup_null_blk "$NULLB" "$ORIGIN_MIB" max_sectors=2048 || ktap_exit_fail_msg "null_blk"
@@ -392,6 +392,40 @@ ktap_test_result "edge runs: the device and the origin hold the new data byte fo
 destroy
 wipe_dev /dev/ram0 1
 
+# ------------------ 7d. writeback writes over cached blocks: one cache write
+# 4 MiB at 200 MiB written in 256 KiB bios over new blocks (write runs),
+# then twice more: over the dirty copies, and after a drain over the clean
+# ones (FLUX covers them).  Each bio is one cache write; block by block it
+# was 64.  Every pass reads back byte for byte, the drain brings the last
+# to the origin.
+hit_pass() { # <data file> <label>: rewrite the area, count and check
+	local w0 w1
+	w0=$(cache_writes)
+	dd if="$1" of="$DEV" bs=256k seek=$((200 * 4)) count=16 oflag=direct status=none || return 1
+	w1=$(cache_writes)
+	ktap_print_msg "$2: $((w1 - w0)) cache writes for 16 bios of 256 KiB (commits included)," \
+		"$(st blocks_dirty) blocks dirty"
+	[ $((w1 - w0)) -le 32 ] && [ "$(st blocks_dirty)" -eq 1024 ] &&
+		cmp "$1" <(dd if="$DEV" bs=256k skip=$((200 * 4)) count=16 iflag=direct status=none)
+}
+hit_drained_ok() {
+	drain && [ "$(st blocks_dirty)" -eq 0 ] &&
+		cmp "$tmp/d" <(dd if="$ORIGIN" bs=256k skip=$((200 * 4)) count=16 iflag=direct status=none)
+}
+head -c $((4 << 20)) /dev/urandom >"$tmp/c"
+head -c $((4 << 20)) /dev/urandom >"$tmp/d"
+create mode writeback "${HOLD[@]}" sequential_cutoff 0
+dd if="$tmp/a" of="$DEV" bs=256k seek=$((200 * 4)) count=16 oflag=direct status=none
+ktap_test_result "hit runs (writeback): 16 writes over 1024 dirty blocks: at most 32 cache writes, same data back" \
+	hit_pass "$tmp/c" "over dirty blocks"
+drain
+ktap_test_result "hit runs (writeback): 16 writes over the 1024 clean copies: at most 32 cache writes, dirty, same data back" \
+	hit_pass "$tmp/d" "over clean blocks"
+ktap_test_result "hit runs (writeback): after a drain the origin holds the last data" \
+	hit_drained_ok
+destroy
+wipe_dev /dev/ram0 1
+
 # ------------------------ 8. a stream read again is cached, once is not
 # 8 MiB never touched, read three times in 1 MiB bios (stream detector at
 # 512 KiB): the first pass bypasses (only its first 512 KiB is promoted),
@@ -560,4 +594,4 @@ ktap_test_result "reload: the adopted dirty blocks are written back, the origin 
 	<(dd if="$tmp/b" bs=4k count=1024 status=none)
 destroy
 
-ktap_finished 31
+ktap_finished 34
