@@ -1044,16 +1044,16 @@ static u64 plan_write_run(struct vmcache *c, struct bio *bio, sector_t s,
 	return ob - first;
 }
 
-/* a write run to the cache is over: c->lock, taken by the caller, dropped */
+/* a run's cache write is over: c->lock, taken by the caller, dropped */
 static void end_cache_run(struct vmcache *c, struct vmc_bio *pb,
-			  blk_status_t error, unsigned long flags)
+			  bool failed, unsigned long flags)
 	__releases(&c->lock)
 {
-	if (!error)
+	if (!failed)
 		c->cache_err_burst = 0;
 	spin_unlock_irqrestore(&c->lock, flags);
 	pb->flags = 0;
-	if (error)
+	if (failed)
 		vmc_note_cache_error(c);
 }
 
@@ -1091,7 +1091,7 @@ static void write_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 		}
 		b->holders--;
 	}
-	end_cache_run(c, pb, error, flags);
+	end_cache_run(c, pb, error != BLK_STS_OK, flags);
 }
 
 /*
@@ -1230,12 +1230,7 @@ static void through_run_end_io(struct vmcache *c, struct vmc_bio *pb,
 	}
 	if (pb->flags & VMC_PB_FLUX)
 		c->flux_inflight--;
-	if (!cache_err)
-		c->cache_err_burst = 0;
-	spin_unlock_irqrestore(&c->lock, flags);
-	pb->flags = 0;
-	if (cache_err)
-		vmc_note_cache_error(c);
+	end_cache_run(c, pb, cache_err, flags);
 }
 
 /* ------------------------------------------------------------------ */
