@@ -3,7 +3,8 @@
  * dm-vmcache background writeback: a pipeline, not a batch.
  *
  *   pick      dirty blocks, least recently written first (the dirty list is
- *             kept in order of last write), sorted by origin offset;
+ *             kept in order of last write), sorted by origin offset; those
+ *             written in the last second or two only when urgent or idle;
  *   copy      blocks adjacent on the origin form one job, however scattered
  *             they are on the cache: one dm-io read per cache-contiguous
  *             piece into one buffer, then one dm-io write to the origin;
@@ -65,6 +66,7 @@
 #define VMC_WB_FLUSH_WAIT	(HZ / 2)	/* or the oldest waited this */
 #define VMC_WB_TICK		(HZ / 10)
 #define VMC_WB_MAX_BACKOFF	(30 * HZ)
+#define VMC_WB_RECENT_SECS	2		/* see recent() */
 
 enum vmc_job_stage { JOB_READING, JOB_WRITING, JOB_COPIED };
 
@@ -368,12 +370,23 @@ static bool take(struct vmcache *c, u32 idx, struct vmc_wb_pick *p)
 }
 
 /*
+ * Written in this second or the one before: still being rewritten, most
+ * likely.  Copying it now would only have it copied again after its next
+ * write (a hot set between the watermarks would be cleaned over and over
+ * at the floor rate, for nothing), so only writeback that is urgent or
+ * has the origin to itself takes it.
+ */
+static bool recent(struct vmc_block *b, u16 now)
+{
+	return vmc_secs_since(now, b->dirtied) < VMC_WB_RECENT_SECS;
+}
+
+/*
  * Dirty neighbours of a picked block on the origin join it, so that they
- * go out in one origin write however they lie on the cache.  Blocks
- * written this second are left alone unless writeback is urgent.
+ * go out in one origin write however they lie on the cache.
  */
 static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
-			   u32 want, bool urgent)
+			   u32 want, bool take_recent)
 {
 	u32 span = job_blocks(c);
 	u16 now = vmc_now_secs(c);
@@ -388,7 +401,7 @@ static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
 		ob += dir;
 		idx = vmc_lookup(c, ob);
 		if (idx == VMC_NIL ||
-		    (!urgent && c->blocks[idx].dirtied == now) ||
+		    (!take_recent && recent(&c->blocks[idx], now)) ||
 		    !take(c, idx, &c->wb_picks[n]))
 			break;
 		/* out of the way of the scans, like the block it joins */
@@ -398,9 +411,12 @@ static u32 take_neighbours(struct vmcache *c, u64 seed, int dir, u32 n,
 	return n;
 }
 
-/* take up to @want dirty blocks, least recently written first */
+/*
+ * Take up to @want dirty blocks, least recently written first; recently
+ * written ones only with @take_recent.
+ */
 static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
-		       bool urgent)
+		       bool take_recent)
 {
 	u16 now = vmc_now_secs(c), max_age = c->tun[VMC_T_MAX_AGE];
 	u32 idx, n = 0, scanned = 0;
@@ -413,6 +429,8 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 		/* the list is in order of last write: the rest is younger */
 		if (aged_only && vmc_secs_since(now, b->dirtied) < max_age)
 			break;
+		if (!take_recent && recent(b, now))
+			break;
 		if (!take(c, idx, &c->wb_picks[n])) {
 			idx = b->next;
 			continue;
@@ -420,8 +438,8 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 		n++;
 		/* out of the way of the next scans while in flight */
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
-		n = take_neighbours(c, b->oblock, 1, n, want, urgent);
-		n = take_neighbours(c, b->oblock, -1, n, want, urgent);
+		n = take_neighbours(c, b->oblock, 1, n, want, take_recent);
+		n = take_neighbours(c, b->oblock, -1, n, want, take_recent);
 		/* the list changed under the walk: start again from the head */
 		idx = c->lists[VMC_LIST_DIRTY].head;
 	}
@@ -505,10 +523,9 @@ static struct vmc_wb_job *make_job(struct vmcache *c, u32 first, u32 n)
 }
 
 /* pick, group by origin adjacency, start the reads; returns blocks started */
-static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool urgent,
-		 bool sync)
+static u32 issue(struct vmcache *c, u32 want, bool aged_only, bool sync)
 {
-	u32 n = pick_blocks(c, want, aged_only, urgent), i = 0, started = 0;
+	u32 n = pick_blocks(c, want, aged_only, sync), i = 0, started = 0;
 	u32 max_sectors = job_blocks(c) << c->block_shift;
 
 	if (c->tun[VMC_T_WB_SORT])
@@ -790,7 +807,7 @@ static void wb_work(struct work_struct *ws)
 	if (!stopping && !c->wb_backoff) {
 		want = window(c, &aged_only, &urgent, &sync, &next);
 		if (want > c->wb_copying &&
-		    issue(c, want - c->wb_copying, aged_only, urgent, sync) == 0 &&
+		    issue(c, want - c->wb_copying, aged_only, sync) == 0 &&
 		    !c->wb_copying)
 			next = max_t(unsigned long, next, VMC_WB_TICK);
 		/* nothing more to copy: the last copies need their flush */
