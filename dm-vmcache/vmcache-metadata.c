@@ -3,8 +3,17 @@
  * dm-vmcache metadata I/O.
  *
  * Commit protocol (see vmcache_ondisk.h for the layout):
- *  1. Under the cache lock, encode every changed mapping page into the
- *     staging area.  One lock hold gives an atomic snapshot of all entries.
+ *  1. Under the cache lock, take the set of changed mapping pages (and the
+ *     blocks to free in step 4, the FLUX flag, the waiters); then encode
+ *     each of those pages into the staging area, one lock hold per page
+ *     (all in the first hold with data_crc: checksums and entries are one
+ *     snapshot).  A page encoded later than the first hold may say more
+ *     than the snapshot, never less: every change after it is newer
+ *     state that was safe to record the moment it was made (a dirty mark
+ *     after its data, a clean mark after the origin flush that made it
+ *     true, an unmapping before reuse), and marks its page for the next
+ *     commit too.  The superblock's counts are the sums of what the
+ *     pages on disk map, kept per page.
  *  2. Write each encoded page to the slot that does not hold its newest
  *     committed copy, stamped with seq + 1.
  *  3. Write the other superblock slot with seq + 1 and REQ_PREFLUSH|REQ_FUA:
@@ -247,8 +256,14 @@ static int set_geometry(struct vmcache *c, u32 block_size, u64 cache_sectors,
 	return 0;
 }
 
-static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
+/*
+ * Encode mapping page @p into the staging area (c->lock held).  What it
+ * maps replaces the page's share of the totals the superblock records.
+ */
+static void encode_mpage(struct vmcache *c, u32 p)
 {
+	struct vmc_mpage *mp = c->staging + (size_t)p * VMC_PAGE_SIZE;
+	struct vmc_mpage_count n = { 0, 0 };
 	u32 first = p * VMC_ENTRIES_PER_PAGE, i;
 
 	for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
@@ -266,13 +281,45 @@ static void encode_mpage(struct vmcache *c, u32 p, struct vmc_mpage *mp)
 				e |= VMC_ENTRY_NOCRC;
 			mp->entries[i] = cpu_to_le64(e);
 			b->ddirty &= b->dirty;
+			n.valid++;
+			n.dirty += !!b->dirty;
 		} else {
 			b->ddirty = 0;
 		}
 	}
+	c->md_valid = c->md_valid - c->mpage_count[p].valid + n.valid;
+	c->md_dirty = c->md_dirty - c->mpage_count[p].dirty + n.dirty;
+	c->mpage_count[p] = n;
 }
 
-/* a commit is durable: the disk now says what its snapshot said */
+/* for commit_max_hold in sysfs: @pages encoded in one lock hold */
+static void note_hold(struct vmcache *c, u32 pages)
+{
+	u32 entries = pages * VMC_ENTRIES_PER_PAGE;
+
+	if (entries > c->commit_max_hold)
+		WRITE_ONCE(c->commit_max_hold, entries);
+}
+
+/*
+ * The pages of the commit under way, one page per lock hold: a commit
+ * that rewrites every page of a big cache must not keep interrupts off
+ * (and every I/O out) while it goes through all of its blocks.
+ */
+static void encode_pages(struct vmcache *c)
+{
+	u32 p;
+
+	for_each_set_bit(p, c->mpage_writing, c->layout.nr_mpages) {
+		spin_lock_irq(&c->lock);
+		encode_mpage(c, p);
+		spin_unlock_irq(&c->lock);
+		note_hold(c, 1);
+		cond_resched();
+	}
+}
+
+/* a commit is durable: the disk now says what its pages say */
 static void note_durable(struct vmcache *c)
 {
 	u32 p, i;
@@ -280,6 +327,7 @@ static void note_durable(struct vmcache *c)
 	for_each_set_bit(p, c->mpage_writing, c->layout.nr_mpages) {
 		struct vmc_mpage *mp = c->staging + (size_t)p * VMC_PAGE_SIZE;
 
+		spin_lock_irq(&c->lock);
 		for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
 			u32 cb = p * VMC_ENTRIES_PER_PAGE + i;
 
@@ -288,6 +336,8 @@ static void note_durable(struct vmcache *c)
 			c->blocks[cb].ddirty =
 				vmc_entry_dirty(le64_to_cpu(mp->entries[i]));
 		}
+		spin_unlock_irq(&c->lock);
+		cond_resched();
 	}
 }
 
@@ -513,9 +563,10 @@ static int vmc_md_alloc_staging(struct vmcache *c, char **error)
 	c->mpage_dirty = bitmap_zalloc(pages, GFP_KERNEL);
 	c->mpage_slot = bitmap_zalloc(pages, GFP_KERNEL);
 	c->mpage_writing = bitmap_zalloc(pages, GFP_KERNEL);
+	c->mpage_count = kvcalloc(pages, sizeof(*c->mpage_count), GFP_KERNEL);
 	c->sb_buf = vmalloc(VMC_PAGE_SIZE);
 	if (!c->staging || !c->mpage_dirty || !c->mpage_slot ||
-	    !c->mpage_writing || !c->sb_buf) {
+	    !c->mpage_writing || !c->mpage_count || !c->sb_buf) {
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
@@ -538,9 +589,10 @@ static enum mpage_verdict mpage_check(struct vmcache *c, struct vmc_mpage *mp,
 }
 
 static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
-		     u64 *nr_dirty, u64 *nr_valid, char **error)
+		     char **error)
 {
 	u64 oblocks = c->origin_sectors >> c->block_shift;
+	struct vmc_mpage_count n = { 0, 0 };
 	u32 i;
 
 	for (i = 0; i < VMC_ENTRIES_PER_PAGE; i++) {
@@ -565,9 +617,12 @@ static int load_page(struct vmcache *c, struct vmc_mpage *mp, u32 p,
 		vmc_policy_load(c, cb, ob, valid, dirty);
 		if (e & VMC_ENTRY_NOCRC)
 			c->blocks[cb].flags |= VMC_B_NOCRC;
-		*nr_valid += 1;
-		*nr_dirty += !!dirty;
+		n.valid++;
+		n.dirty += !!dirty;
 	}
+	c->mpage_count[p] = n;
+	c->md_valid += n.valid;
+	c->md_dirty += n.dirty;
 	return 0;
 }
 
@@ -638,7 +693,6 @@ int vmc_md_load(struct vmcache *c, char **error)
 {
 	unsigned long *leftover, *suspect;
 	void *b_copy = NULL;
-	u64 nr_dirty = 0, nr_valid = 0;
 	u32 p, n, i;
 	int r;
 
@@ -657,6 +711,8 @@ int vmc_md_load(struct vmcache *c, char **error)
 		return -ENOMEM;
 	}
 	bitmap_zero(c->mpage_slot, c->layout.nr_mpages);
+	c->md_valid = 0;
+	c->md_dirty = 0;
 	for (p = 0; !r && p < c->layout.nr_mpages; p += n) {
 		n = min(c->layout.nr_mpages - p, VMC_LOAD_CHUNK);
 		r = md_rw(c, REQ_OP_READ, c->staging,
@@ -701,14 +757,15 @@ int vmc_md_load(struct vmcache *c, char **error)
 				set_bit(p + i, c->mpage_slot);
 				a = b;
 			}
-			r = load_page(c, a, p + i, &nr_dirty, &nr_valid, error);
+			r = load_page(c, a, p + i, error);
 		}
 		cond_resched();
 	}
 	vfree(b_copy);
-	if (!r && (nr_dirty != c->loaded_dirty || nr_valid != c->loaded_valid)) {
+	if (!r && (c->md_dirty != c->loaded_dirty ||
+		   c->md_valid != c->loaded_valid)) {
 		DMERR("%s: pages map %llu blocks (%llu dirty), sb seq %llu: %llu (%llu)",
-		      c->name, nr_valid, nr_dirty, c->seq, c->loaded_valid,
+		      c->name, c->md_valid, c->md_dirty, c->seq, c->loaded_valid,
 		      c->loaded_dirty);
 		*error = "Mapping counts do not match the superblock";
 		r = -EINVAL;
@@ -776,6 +833,10 @@ static void adopt(struct vmcache *c, struct vmcache *from)
 {
 	vmc_policy_adopt(c, from);
 	bitmap_copy(c->mpage_slot, from->mpage_slot, c->layout.nr_mpages);
+	memcpy(c->mpage_count, from->mpage_count,
+	       array_size(c->layout.nr_mpages, sizeof(*c->mpage_count)));
+	c->md_valid = from->md_valid;
+	c->md_dirty = from->md_dirty;
 	bitmap_zero(c->mpage_dirty, c->layout.nr_mpages);
 	c->md_needed = false;
 	c->seq = from->seq;
@@ -803,7 +864,9 @@ int vmc_md_refresh(struct vmcache *c, struct vmcache *from, char **error)
 
 	if (r)
 		return r;
-	if (c->live_sibling && from && seq == from->seq) {
+	/* a table whose metadata failed may know more than its disk says */
+	if (c->live_sibling && from && from->md_state == VMC_MD_OK &&
+	    seq == from->seq) {
 		c->live_sibling = false;
 		adopt(c, from);
 		return 0;
@@ -892,7 +955,7 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 			 struct bio_list *waiting)
 {
 	u32 pending, nr_pages = c->layout.nr_mpages, p, flags;
-	u64 nr_dirty, nr_valid, seq;
+	u64 seq;
 	bool flux;
 	int r;
 
@@ -917,8 +980,6 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 		return -EIO;
 	}
 	pending = c->lists[VMC_LIST_PENDING].count;
-	nr_dirty = c->nr_dirty;
-	nr_valid = c->nr_valid_blocks;
 	/*
 	 * FLUX stays while writes over clean blocks go on: not aged here, or
 	 * the next such write would wait for one more commit to set it again
@@ -930,10 +991,17 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	bitmap_copy(c->mpage_writing, c->mpage_dirty, nr_pages);
 	bitmap_zero(c->mpage_dirty, nr_pages);
 	c->md_needed = false;
-	for_each_set_bit(p, c->mpage_writing, nr_pages)
-		encode_mpage(c, p, c->staging + (size_t)p * VMC_PAGE_SIZE);
+	/* data_crc: the checksums staged and the entries, one snapshot */
+	if (c->data_crc)
+		for_each_set_bit(p, c->mpage_writing, nr_pages)
+			encode_mpage(c, p);
 	vmc_crc_stage(c);
 	spin_unlock_irq(&c->lock);
+	/* otherwise each page is encoded on its own (step 1 above) */
+	if (c->data_crc)
+		note_hold(c, bitmap_weight(c->mpage_writing, nr_pages));
+	else
+		encode_pages(c);
 
 	seq = c->seq + 1;
 	r = write_pages(c, seq);
@@ -948,7 +1016,8 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 
 		flags = (clean ? VMC_SB_CLEAN_SHUTDOWN : 0) |
 			(flux ? VMC_SB_FLUX : 0);
-		sb_fill(c, c->sb_buf, slot, seq, flags, nr_dirty, nr_valid);
+		sb_fill(c, c->sb_buf, slot, seq, flags, c->md_dirty,
+			c->md_valid);
 		r = md_rw(c, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA, c->sb_buf,
 			  (sector_t)slot * VMC_PAGE_SECTORS, 1);
 	}
@@ -970,8 +1039,8 @@ static int commit_locked(struct vmcache *c, bool clean, int *origin_err,
 	bitmap_xor(c->mpage_slot, c->mpage_slot, c->mpage_writing, nr_pages);
 	vmc_stat_inc(c, VMC_S_COMMITS);
 
-	spin_lock_irq(&c->lock);
 	note_durable(c);
+	spin_lock_irq(&c->lock);
 	if (flux && !clean)
 		c->flux_ondisk = true;
 	vmc_policy_release_pending(c, pending);
@@ -1029,6 +1098,8 @@ void vmc_md_close(struct vmcache *c)
 	c->mpage_dirty = NULL;
 	c->mpage_slot = NULL;
 	c->mpage_writing = NULL;
+	kvfree(c->mpage_count);
+	c->mpage_count = NULL;
 	if (c->io_client)
 		dm_io_client_destroy(c->io_client);
 	c->io_client = NULL;

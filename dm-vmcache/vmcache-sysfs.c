@@ -37,6 +37,8 @@ static const char * const status_keys[] = {
 
 /* the estimated hit ratio curve (vmcache-mrc.c) */
 #define VMC_MRC_CURVE "mrc_curve"
+/* the most mapping entries a commit encoded in one cache-lock hold */
+#define VMC_COMMIT_HOLD "commit_max_hold"
 
 /*
  * latency_<class>: the bucket counts of one histogram, space-separated;
@@ -50,7 +52,7 @@ static const char * const lat_files[2 * VMC_NR_LAT] = {
 };
 
 #define VMC_NR_ATTRS (ARRAY_SIZE(status_keys) + VMC_NR_TUNABLES + \
-		      ARRAY_SIZE(lat_files) + 1)
+		      ARRAY_SIZE(lat_files) + 2)
 
 static struct kset *caches_kset;
 static struct attribute vmc_attr_store[VMC_NR_ATTRS];
@@ -120,6 +122,8 @@ static ssize_t vmc_attr_show(struct kobject *kobj, struct attribute *attr,
 		return show_latency(c, t, buf);
 	if (!strcmp(attr->name, VMC_MRC_CURVE))
 		return vmc_mrc_curve(c->mrc, buf, PAGE_SIZE);
+	if (!strcmp(attr->name, VMC_COMMIT_HOLD))
+		return sysfs_emit(buf, "%u\n", READ_ONCE(c->commit_max_hold));
 	/* one formatter for the status line and these files */
 	all = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!all)
@@ -300,6 +304,8 @@ int vmc_sysfs_init(void)
 		n++;
 	}
 	vmc_attr_store[n].name = VMC_MRC_CURVE;
+	vmc_attr_store[n++].mode = 0444;
+	vmc_attr_store[n].name = VMC_COMMIT_HOLD;
 	vmc_attr_store[n++].mode = 0444;
 	for (i = 0; i < n; i++)
 		vmc_attrs[i] = &vmc_attr_store[i];

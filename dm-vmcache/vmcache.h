@@ -186,6 +186,11 @@ struct vmc_sysfs_dir;
 struct vmc_mrc;
 struct vmc_cpage_mem;
 
+/* blocks a mapping page maps, and how many of them are dirty */
+struct vmc_mpage_count {
+	u16 valid, dirty;
+};
+
 struct vmcache {
 	struct dm_target *ti;
 	struct dm_dev *cache_dev;
@@ -250,6 +255,10 @@ struct vmcache {
 	unsigned long *mpage_slot;	/* slot holding the newest copy */
 	unsigned long *mpage_writing;	/* pages of the commit under way */
 	void *staging;			/* encoded mapping pages */
+	/* what each mapping page maps, as last encoded; and in all */
+	struct vmc_mpage_count *mpage_count;
+	u64 md_valid, md_dirty;
+	u32 commit_max_hold;		/* entries encoded in one lock hold */
 	struct vmc_superblock *sb_buf;	/* superblock being written */
 	u64 loaded_dirty, loaded_valid;	/* superblock counts at load */
 	bool loaded;			/* first preresume done: ours to touch */
