@@ -437,11 +437,11 @@ origin_refs() { # the origin's own write speeds, once
 		--time_based --runtime=$((RUNTIME / 2 + 1)) | field 48)
 	say "  origin sequential write 1 MiB QD4: $((kib * 1024 / 1000000)) MB/s"
 	echo "WB origin-seq-write - - $((kib * 1024 / 1000000)) fio 1 MiB sequential writes, QD 4"
-	# QD 64: writeback_max_inflight's default (blocks in flight per batch)
-	kib=$(fio_run "$ORIGIN" --rw=randwrite --bs=4k --iodepth=64 --offset=0 --size=1G \
+	# QD 256: writeback_max_inflight's default (blocks in flight)
+	kib=$(fio_run "$ORIGIN" --rw=randwrite --bs=4k --iodepth=256 --offset=0 --size=1G \
 		--norandommap --randrepeat=0 --time_based --runtime=$((RUNTIME / 2 + 1)) | field 48)
-	say "  origin random write 4 KiB QD64: $((kib * 1024 / 1000000)) MB/s"
-	echo "WB origin-rand-write - - $((kib * 1024 / 1000000)) fio 4 KiB random writes, QD 64 (= writeback_max_inflight)"
+	say "  origin random write 4 KiB QD256: $((kib * 1024 / 1000000)) MB/s"
+	echo "WB origin-rand-write - - $((kib * 1024 / 1000000)) fio 4 KiB random writes, QD 256 (= writeback_max_inflight)"
 }
 
 writeback_bench() {

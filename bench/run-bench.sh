@@ -146,7 +146,7 @@ AWKLIB='
 					r(v["dense-sorted"], v["origin-seq-write"]), r(v["dense-unsorted"], v["origin-seq-write"]),
 					r(v["sparse-sorted"], v["origin-seq-write"]), r(v["sparse-unsorted"], v["origin-seq-write"]),
 					r(v["contig-sorted"], v["origin-seq-write"]), r(v["contig-unsorted"], v["origin-seq-write"])
-				printf "  writeback / origin random 4 KiB write (QD 64): dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s\n",
+				printf "  writeback / origin random 4 KiB write (QD 256): dense sorted %s, unsorted %s; sparse sorted %s, unsorted %s\n",
 					r(v["dense-sorted"], v["origin-rand-write"]), r(v["dense-unsorted"], v["origin-rand-write"]),
 					r(v["sparse-sorted"], v["origin-rand-write"]), r(v["sparse-unsorted"], v["origin-rand-write"])
 				printf "  sorted / unsorted: dense %s, sparse %s, contig %s\n",

@@ -79,7 +79,7 @@ unsigned int vmc_defaults[VMC_NR_TUNABLES] = {
 	[VMC_T_WB_LOW] = 10,
 	[VMC_T_WB_HIGH] = 50,
 	[VMC_T_MAX_AGE] = 30,
-	[VMC_T_WB_INFLIGHT] = 64,
+	[VMC_T_WB_INFLIGHT] = 256,
 	[VMC_T_WB_FLOOR] = 4096,
 	[VMC_T_WB_SORT] = 1,
 	[VMC_T_WB_RETRIES] = 8,
@@ -326,7 +326,7 @@ MODULE_PARM_DESC(writeback_high, "Default high dirty watermark, percent (50)");
 module_param_cb(max_dirty_age, &vmc_default_ops, &vmc_defaults[VMC_T_MAX_AGE], 0644);
 MODULE_PARM_DESC(max_dirty_age, "Default maximum age of dirty data in seconds (30)");
 module_param_cb(writeback_max_inflight, &vmc_default_ops, &vmc_defaults[VMC_T_WB_INFLIGHT], 0644);
-MODULE_PARM_DESC(writeback_max_inflight, "Default writeback blocks in flight (64)");
+MODULE_PARM_DESC(writeback_max_inflight, "Default writeback blocks in flight (256)");
 module_param_cb(writeback_floor, &vmc_default_ops, &vmc_defaults[VMC_T_WB_FLOOR], 0644);
 MODULE_PARM_DESC(writeback_floor, "Default writeback floor rate in KiB/s (4096)");
 module_param_cb(mrc, &vmc_default_ops, &vmc_defaults[VMC_T_MRC], 0644);

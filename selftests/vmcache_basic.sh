@@ -30,7 +30,7 @@ STATUS_KEYS=(version mode policy block_size metadata metadata_used
 declare -A TABLE_DEFAULTS=(
 	[block_size]=4096 [mode]=writethrough [policy]=2q [promote_after]=1
 	[sequential_cutoff]=4096 [writeback_low]=10 [writeback_high]=50
-	[max_dirty_age]=30 [writeback_max_inflight]=64 [writeback_floor]=4096
+	[max_dirty_age]=30 [writeback_max_inflight]=256 [writeback_floor]=4096
 	[writeback_sort]=1 [writeback_retries]=8 [mrc]=on [must_exist]=0
 	[data_crc]=0
 )
