@@ -67,6 +67,7 @@
 #define VMC_WB_TICK		(HZ / 10)
 #define VMC_WB_MAX_BACKOFF	(30 * HZ)
 #define VMC_WB_RECENT_SECS	2		/* see recent() */
+#define VMC_WB_SEEDS_PER_HOLD	16		/* see pick_blocks() */
 
 enum vmc_job_stage { JOB_READING, JOB_WRITING, JOB_COPIED };
 
@@ -419,7 +420,7 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 		       bool take_recent)
 {
 	u16 now = vmc_now_secs(c), max_age = c->tun[VMC_T_MAX_AGE];
-	u32 idx, n = 0, scanned = 0;
+	u32 idx, n = 0, scanned = 0, seeds = 0;
 
 	spin_lock_irq(&c->lock);
 	idx = c->lists[VMC_LIST_DIRTY].head;
@@ -440,6 +441,15 @@ static u32 pick_blocks(struct vmcache *c, u32 want, bool aged_only,
 		vmc_list_move(c, idx, VMC_LIST_DIRTY, true);
 		n = take_neighbours(c, b->oblock, 1, n, want, take_recent);
 		n = take_neighbours(c, b->oblock, -1, n, want, take_recent);
+		/*
+		 * A whole window is hundreds of blocks: let the bios waiting
+		 * at map in (the walk starts again from the head anyway).
+		 */
+		if (++seeds % VMC_WB_SEEDS_PER_HOLD == 0) {
+			spin_unlock_irq(&c->lock);
+			cond_resched();
+			spin_lock_irq(&c->lock);
+		}
 		/* the list changed under the walk: start again from the head */
 		idx = c->lists[VMC_LIST_DIRTY].head;
 	}
@@ -589,30 +599,26 @@ static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 	vmc_lat_add(c, VMC_LAT_WRITEBACK, it->lat_us, 1);
 }
 
-/* release a job's blocks (under c->lock) and free it */
-static void end_job(struct vmcache *c, struct vmc_wb_job *j)
-{
-	u32 i;
-
-	for (i = 0; i < j->nr_items; i++)
-		finish_item(c, &j->items[i]);
-	atomic_sub(j->nr_items, &c->wb_inflight_blocks);
-	kvfree(j->buf);
-	kfree(j);
-}
-
+/*
+ * Release each job's blocks, a job per lock hold (a flush may cover a
+ * thousand blocks), and free it outside the lock: its buffer may come
+ * from vmalloc, and vfree() may sleep.
+ */
 static void end_jobs(struct vmcache *c, struct list_head *jobs)
 {
 	struct vmc_wb_job *j, *tmp;
+	u32 i;
 
-	if (list_empty(jobs))
-		return;
-	spin_lock_irq(&c->lock);
 	list_for_each_entry_safe(j, tmp, jobs, node) {
 		list_del(&j->node);
-		end_job(c, j);
+		spin_lock_irq(&c->lock);
+		for (i = 0; i < j->nr_items; i++)
+			finish_item(c, &j->items[i]);
+		spin_unlock_irq(&c->lock);
+		atomic_sub(j->nr_items, &c->wb_inflight_blocks);
+		kvfree(j->buf);
+		kfree(j);
 	}
-	spin_unlock_irq(&c->lock);
 }
 
 /* an origin write or flush failed: back off, maybe degrade */
