@@ -453,6 +453,26 @@ bool vmc_policy_stream_seen(struct vmcache *c, u64 oblock)
 	return seen;
 }
 
+/*
+ * The slot a new request takes: an expired one, else the one with the
+ * fewest bytes (the oldest of those).  Least recently used alone let a
+ * database's random requests (a hundred between two reads of a backup)
+ * evict the backup's stream before it reached the cutoff, and every
+ * backup read was then promoted.
+ */
+static bool weaker(struct vmc_stream *a, struct vmc_stream *b,
+		   unsigned long now)
+{
+	bool a_live = time_before(now, a->last + VMC_STREAM_TIMEOUT);
+	bool b_live = time_before(now, b->last + VMC_STREAM_TIMEOUT);
+
+	if (a_live != b_live)
+		return !a_live;
+	if (a->bytes != b->bytes)
+		return a->bytes < b->bytes;
+	return time_before(a->last, b->last);
+}
+
 bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
 			   unsigned int bytes, bool update)
 {
@@ -474,7 +494,7 @@ bool vmc_policy_sequential(struct vmcache *c, sector_t sector,
 			s->last = now;
 			return s->bytes > cutoff;
 		}
-		if (time_before(s->last, oldest->last))
+		if (weaker(s, oldest, now))
 			oldest = s;
 	}
 	if (!update)

@@ -237,6 +237,25 @@ scan_case() {
 	ktap_print_msg "hot set after the scan: hit ratio $SCAN_RATIO% ($(st read_hits) hits, $(st read_misses) misses)"
 }
 
+# A 1 MiB read stream with 9 random 4 KiB reads between two of its reads
+# (more than the 8 stream slots): still a stream, so after the cutoff's
+# worth every block of it bypasses.  Least-recently-used slots lost it to
+# the random reads: nothing bypassed, every stream read promoted.
+step_interleaved_stream() {
+	local i j
+	msg policy 2q && msg set sequential_cutoff "$SCAN_CUTOFF_KIB" &&
+		msg invalidate && reset || return 1
+	for ((i = 0; i < 8; i++)); do
+		dd if="$DEV" of=/dev/null bs=1M skip=$((64 + i)) count=1 iflag=direct status=none ||
+			return 1
+		for ((j = 0; j < 9; j++)); do
+			rd $((30000 + i * 128 + j * 13)) || return 1
+		done
+	done
+	ktap_print_msg "stream among random reads: bypassed=$(st bypassed) read_misses=$(st read_misses) promotions=$(st promotions)"
+	[ "$(st bypassed)" -eq $((7 * 256)) ]
+}
+
 step_bypass_2q() {
 	scan_case 2q "$SCAN_CUTOFF_KIB" || return 1
 	# the first cutoff's worth of the stream is cached, the rest bypasses
@@ -484,7 +503,7 @@ BAD_SYSFS=(
 	"blocks_dirty 0"
 )
 
-PLAN=$((1 + 14 + 1 + 5 + 1 + 1 + 11 + ${#BAD_MSGS[@]} + 4 + 2 + ${#BAD_SYSFS[@]} + 2))
+PLAN=$((1 + 14 + 1 + 6 + 1 + 1 + 11 + ${#BAD_MSGS[@]} + 4 + 2 + ${#BAD_SYSFS[@]} + 2))
 ktap_print_header
 ktap_set_plan "$PLAN"
 DMESG_START="vmcache_counters-start-$$-$RANDOM"
@@ -516,10 +535,11 @@ else
 	done
 fi
 
-# --- 1 + 5 + 1: hot set, bypass, scan resistance, cleaned hot set
+# --- 1 + 6 + 1: hot set, bypass, scan resistance, cleaned hot set
 ktap_test_result "hit ratio after one pass over a $HOT_MIB MiB hot set is 100% ($HOT_BLOCKS hits)" step_one_pass_ratio
 ktap_test_result "2q, cutoff $SCAN_CUTOFF_KIB KiB: $SCAN_MIB MiB stream bypasses after the cutoff, hot set hit ratio >= 90%" step_bypass_2q
 ktap_test_result "lru, cutoff $SCAN_CUTOFF_KIB KiB: stream bypasses, hot set hit ratio >= 90%" step_bypass_lru
+ktap_test_result "2q, cutoff $SCAN_CUTOFF_KIB KiB: a stream among random reads (9 between two of its reads) still bypasses after the cutoff" step_interleaved_stream
 ktap_test_result "2q, sequential_cutoff 0: scan resistance, hot set hit ratio >= 90%" step_scan_resistance_2q
 ktap_test_result "control: lru, sequential_cutoff 0: the scan evicts the hot set (hit ratio < 50%)" step_control_lru
 ktap_test_result "2q, writeback: hot blocks cleaned by writeback survive a scan (hit ratio >= 90%), data exact" step_cleaned_hot_2q
