@@ -33,6 +33,11 @@
 #   seqmix     1 MiB sequential reads over scattered cached blocks (SEQMIX)
 #   reload     suspend/reload/resume of an unchanged ~1M-block cache
 #              (RELOAD)
+#   pairs      the issue 10 ratios measured in alternation, PAIR_ROUNDS
+#              rounds of PAIR_SECS each: randwrite and randread on
+#              dm-linear against vmcache-wb (both live, the linear on a
+#              brd slice of its own), and randwrite on vmcache-wb with
+#              writeback held off against running (PAIR)
 #   crc        dm-vmcache writeback with data_crc 0 and 1: 4 KiB random
 #              writes to new blocks, overwrites of dirty blocks, reads of
 #              dirty (checked) and clean blocks (CRC)
@@ -48,6 +53,7 @@
 #   SEQMIX <target> <MB/s> <origin reads> <MiB read> <note>
 #   RELOAD <case> <blocks> <suspend ms> <reload ms> <resume ms> <cache reads at reload> <at resume> <cache KiB read> <note>
 #   CRC <case> <IOPS with data_crc 0> <IOPS with data_crc 1> <note>
+#   PAIR <case> <round> <IOPS of the reference> <IOPS of dm-vmcache> <note>
 #   INFO <text>
 set -uo pipefail
 # shellcheck source=../selftests/lib.sh
@@ -63,7 +69,7 @@ ORIGIN_MBPS=${BENCH_ORIGIN_MBPS:-150}	# its bandwidth cap, MiB/s
 HOT_MIB=${BENCH_HOT_MIB:-32}
 RUNTIME=${BENCH_RUNTIME:-10}
 TARGETS=${BENCH_TARGETS:-origin,fast,linear,dm-cache,dm-writecache,vmcache-wt,vmcache-wb,bcache}
-SECTIONS=${BENCH_SECTIONS:-rows,fsync,wb,wbactive,sustained,drain,seqmix,reload,crc}
+SECTIONS=${BENCH_SECTIONS:-rows,fsync,wb,wbactive,pairs,sustained,drain,seqmix,reload,crc}
 PEERS=${BENCH_PEERS:-vmcache-wb,dm-writecache,dm-cache,bcache}	# sustained, drain, seqmix
 FSYNC_TARGETS=${BENCH_FSYNC_TARGETS:-origin,linear,dm-cache,dm-writecache,vmcache-wb,bcache}
 ORIGIN_WC=${BENCH_ORIGIN_WC:-1}		# origin has a volatile write cache: flushes reach it
@@ -81,6 +87,8 @@ SEQMIX_WAIT=${BENCH_SEQMIX_WAIT:-5}	# seconds between those writes and the reads
 RELOAD_BLOCKS=${BENCH_RELOAD_BLOCKS:-1048576}	# cache blocks of the reload case
 RELOAD_FILL=${BENCH_RELOAD_FILL:-4096}	# blocks written before the reloads
 CRC_MIB=${BENCH_CRC_MIB:-64}		# area of the crc section's cases
+PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-5}	# alternations of the pairs section
+PAIR_SECS=${BENCH_PAIR_SECS:-4}		# seconds per run there
 
 FAST=/dev/mapper/bfast
 META=/dev/mapper/bmeta
@@ -109,7 +117,8 @@ ms2s() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
 setup() {
 	modprobe -q dm-mod
-	modprobe -q brd rd_nr=1 rd_size=$(((FAST_MIB + META_MIB) * 1024)) max_part=0 || return 1
+	# after the two slices: room for the pairs section's dm-linear
+	modprobe -q brd rd_nr=1 rd_size=$(((FAST_MIB + META_MIB + HOT_MIB) * 1024)) max_part=0 || return 1
 	modprobe -q null_blk nr_devices=0 || return 1
 	local d=/sys/kernel/config/nullb/slow
 	mkdir "$d" || return 1
@@ -752,6 +761,83 @@ reload_bench() {
 
 start=$(now_ms)
 setup || { say "device setup failed"; exit 1; }
+# ---------------------------------------- ratios in alternation (issue 10)
+
+# One 10 s run per target in the rows section leaves each ratio at the
+# mercy of the host (two runs of the same target in one TCG boot differ
+# by up to 15 %).  Here the two sides run one after the other, short runs,
+# several rounds: drift of the host weighs on both alike, and the median
+# of the per-round ratios is the figure.
+
+# pair_io <dev> <randwrite|randread>: IOPS of PAIR_SECS over the hot set
+pair_io() {
+	local f=49
+	[ "$2" = randread ] && f=8
+	fio_run "$1" --rw="$2" --bs=4k --iodepth=16 --offset=0 --size="${HOT_MIB}M" \
+		--norandommap --randrepeat=0 --time_based --runtime="$PAIR_SECS" | field "$f"
+}
+
+pairs_bench() {
+	local i lin=/dev/mapper/b_ceil dev=/dev/mapper/b_vmc a b
+	say "== ratios in alternation: dm-linear / vmcache-wb, held / active writeback (issue 10)"
+	dmsetup create b_ceil --table "0 $((HOT_MIB * 2048)) linear /dev/ram0 $(((FAST_MIB + META_MIB) * 2048))" ||
+		return 1
+	wait_for_dev $lin >/dev/null || return 1
+	# brd allocates a page at its first write: not inside a timed run
+	fio_run $lin --rw=write --bs=1M --iodepth=4 --offset=0 --size="${HOT_MIB}M" >/dev/null
+	# the rows section's vmcache-wb: defaults, hot set read twice
+	vmc_make mode writeback || return 1
+	warmup $dev
+	for i in $(seq "$PAIR_ROUNDS"); do
+		a=$(pair_io $lin randwrite)
+		b=$(pair_io $dev randwrite)
+		say "  randwrite round $i: linear ${a:-?}, vmcache-wb ${b:-?} IOPS"
+		echo "PAIR randwrite $i ${a:--} ${b:--} dm-linear / vmcache-wb (defaults), 4 KiB QD 16 over the hot set"
+		a=$(pair_io $lin randread)
+		b=$(pair_io $dev randread)
+		say "  randread round $i: linear ${a:-?}, vmcache-wb ${b:-?} IOPS"
+		echo "PAIR randread $i ${a:--} ${b:--} dm-linear / vmcache-wb (defaults), 4 KiB QD 16 over the hot set"
+	done
+	vmcache_status
+	dmsetup remove b_vmc
+	dmsetup remove b_ceil
+	# the wbactive section's dirty set, written again before each run:
+	# held (writeback_low 100) against the defaults (low 10, high 50)
+	vmc_make mode writeback "${WB_HELD[@]}" || return 1
+	fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="${HOT_MIB}M" \
+		--randseed=5 >/dev/null
+	local d0 w0 w1 side
+	for i in $(seq "$PAIR_ROUNDS"); do
+		for side in held active; do
+			dmsetup message b_vmc 0 set writeback_high 100
+			dmsetup message b_vmc 0 set writeback_low 100
+			dmsetup message b_vmc 0 set max_dirty_age 0
+			fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=512M --size=256M \
+				--io_size="${WBA_PREFILL_MIB}M" --randseed=3 >/dev/null
+			# as in wbactive: the dirty set is not among the blocks
+			# written in the last two seconds, which writeback leaves
+			sleep 3
+			if [ $side = active ]; then
+				dmsetup message b_vmc 0 set writeback_low 10
+				dmsetup message b_vmc 0 set writeback_high 50
+				dmsetup message b_vmc 0 set max_dirty_age 30
+			fi
+			d0=$(vmc_st blocks_dirty)
+			w0=$(vmc_st writeback_done)
+			if [ $side = held ]; then
+				a=$(pair_io $dev randwrite)
+			else
+				b=$(pair_io $dev randwrite)
+			fi
+			w1=$(vmc_st writeback_done)
+			say "  $side round $i: ${a:-?} / ${b:-?} IOPS, dirty $d0 before, $((w1 - w0)) written back"
+		done
+		echo "PAIR wbactive $i ${a:--} ${b:--} vmcache-wb writeback held / running (low 10, high 50): dirty $d0 blocks, $((w1 - w0)) written back"
+	done
+	vmcache_status
+	dmsetup remove b_vmc
+}
+
 # ------------------------------------------------- data checksums (issue 12)
 
 # crc_run <0|1>: "<new> <overwrite> <read dirty> <read clean>" IOPS on a
@@ -826,6 +912,7 @@ has sustained && sustained_bench
 has seqmix && seqmix_bench
 has reload && reload_bench
 has crc && crc_bench
+has pairs && pairs_bench
 if has rows || has fsync; then
 	for t in "${list[@]}"; do
 		[ "$t" = bcache ] && run_target bcache

@@ -16,7 +16,7 @@
 #
 # --parse RAW: no guest, build the tables from RAW (a latest.raw).
 # Knobs (environment, passed into the guest): BENCH_SECTIONS (comma list:
-# rows,fsync,wb,wbactive,sustained,drain,seqmix,reload), BENCH_RUNTIME (s
+# rows,fsync,wb,wbactive,pairs,sustained,drain,seqmix,reload,crc), BENCH_RUNTIME (s
 # per workload, 10), BENCH_TARGETS, BENCH_PEERS (comma lists), sizes and
 # more in bench/README.md; and the harness's VMCACHE_ACCEL,
 # VMCACHE_BUILD_DIR, VMCACHE_KO, VMCACHE_MEM (3072 here).
@@ -81,7 +81,7 @@ else
 		tr -d '\r' | tee "$raw" | grep --line-buffered -E '^(# |run-in-guest)' || rc=$?
 	elapsed=$(($(date +%s) - start))
 fi
-grep -qE '^(RESULT|FSYNC|WB|WBACT|SUSSUM|DRAIN|SEQMIX|RELOAD|CRC) ' "$raw" || { log "no results (see $raw)"; exit 1; }
+grep -qE '^(RESULT|FSYNC|WB|WBACT|PAIR|SUSSUM|DRAIN|SEQMIX|RELOAD|CRC) ' "$raw" || { log "no results (see $raw)"; exit 1; }
 
 # ---------------------------------------------------------------- table
 
@@ -205,6 +205,27 @@ AWKLIB='
 		awk "$AWKLIB"'/^RELOAD / { printf "  %-8s %9s %8s %8s %8s %8s %10s %10s %9s  %s\n", $2, $3, $4, $5, $6,
 			($4 ~ /^[0-9]+$/ ? $4 + $5 + $6 : $5), $7, $8, $9, rest(10) }' "$raw"
 		echo "  (create: the first load of the blank cache, formatting it; its time is in load ms)"
+	fi
+	if grep -q '^PAIR ' "$raw"; then
+		echo
+		echo "Ratios in alternation (the two sides run one after the other, $(grep -c '^PAIR randwrite ' "$raw") rounds; median of the per-round ratios; issue 10 targets: randwrite and randread >= 0.9 x linear, active >= 0.8 x held):"
+		printf '  %-10s %14s %14s %8s %8s %8s  %s\n' case "reference IOPS" "vmcache IOPS" "median" "min" "max" "per round"
+		awk "$AWKLIB"'
+			function med(a, n,   i, j, t) {
+				for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+				return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+			}
+			/^PAIR / && $4 != "-" && $5 != "-" && $4 + 0 > 0 {
+				c = $2; if (!(c in k)) { order[++m] = c; no[c] = rest(6) }
+				k[c]++; ra[c, k[c]] = $5 / $4; ia[c, k[c]] = $4; ib[c, k[c]] = $5
+				lst[c] = lst[c] sprintf(" %.2f", $5 / $4)
+			}
+			END { for (x = 1; x <= m; x++) { c = order[x]; n = k[c]
+				delete q; for (i = 1; i <= n; i++) q[i] = ra[c, i]; mr = med(q, n); lo = q[1]; hi = q[n]
+				delete q; for (i = 1; i <= n; i++) q[i] = ia[c, i]; ma = med(q, n)
+				delete q; for (i = 1; i <= n; i++) q[i] = ib[c, i]; mb = med(q, n)
+				printf "  %-10s %14d %14d %8.2f %8.2f %8.2f %s\n", c, ma, mb, mr, lo, hi, lst[c]
+				printf "  %-10s %s\n", "", no[c] } }' "$raw"
 	fi
 	if grep -q '^CRC ' "$raw"; then
 		echo
