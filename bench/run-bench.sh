@@ -76,7 +76,7 @@ else
 
 	log "booting the benchmark guest (about 15-20 minutes under TCG)"
 	start=$(date +%s)
-	"$ROOT/selftests/run-in-guest.sh" --timeout "${BENCH_TIMEOUT:-2400}" --bin make-bcache \
+	"$ROOT/selftests/run-in-guest.sh" --timeout "${BENCH_TIMEOUT:-2400}" --bin make-bcache --bin chrt \
 		"${env_args[@]}" --script "$ROOT/bench/guest-bench.sh" 2>&1 |
 		tr -d '\r' | tee "$raw" | grep --line-buffered -E '^(# |run-in-guest)' || rc=$?
 	elapsed=$(($(date +%s) - start))
