@@ -792,8 +792,11 @@ pair_io() {
 pairs_bench() {
 	local i lin=/dev/mapper/b_ceil dev=/dev/mapper/b_vmc a b
 	say "== ratios in alternation: dm-linear / vmcache-wb, held / active writeback (issue 10)"
-	dmsetup create b_ceil --table "0 $((HOT_MIB * 2048)) linear /dev/ram0 $(((FAST_MIB + META_MIB) * 2048))" ||
-		return 1
+	# two dm-linear layers, as the rows' linear (over bfast over ram0)
+	# and dm-vmcache (over bfast) have
+	dmsetup create b_ceil0 --table "0 $((HOT_MIB * 2048)) linear /dev/ram0 $(((FAST_MIB + META_MIB) * 2048))" &&
+	wait_for_dev /dev/mapper/b_ceil0 >/dev/null &&
+	dmsetup create b_ceil --table "0 $((HOT_MIB * 2048)) linear /dev/mapper/b_ceil0 0" || return 1
 	wait_for_dev $lin >/dev/null || return 1
 	# brd allocates a page at its first write: not inside a timed run
 	fio_run $lin --rw=write --bs=1M --iodepth=4 --offset=0 --size="${HOT_MIB}M" >/dev/null
@@ -813,6 +816,7 @@ pairs_bench() {
 	vmcache_status
 	dmsetup remove b_vmc
 	dmsetup remove b_ceil
+	dmsetup remove b_ceil0
 	# the wbactive section's dirty set, written again before each run:
 	# held (writeback_low 100) against the defaults (low 10, high 50)
 	vmc_make mode writeback "${WB_HELD[@]}" || return 1

@@ -43,6 +43,8 @@
 #   VMCACHE_ACCEL=kvm|tcg	accelerator (default: probe KVM once, else TCG)
 #   VMCACHE_MEM, VMCACHE_SMP	guest memory in MiB (2048) and CPUs (2)
 #   VMCACHE_KVER		kernel version to boot (default: the module's)
+#   VMCACHE_APPEND		more guest kernel parameters (e.g. the
+#				benchmark's clocksource=tsc under TCG)
 #   VMCACHE_KO			module to load (dm-vmcache/dm-vmcache.ko)
 #   VMCACHE_KERNEL_IMAGE	kernel to boot (/boot/vmlinuz-<version>), e.g.
 #				the debug kernel of scripts/debug-kernel.sh
@@ -310,7 +312,7 @@ qemu_cmd() {
 		-no-reboot -machine pc -accel "$accel" -cpu "$cpu"
 		-smp "$SMP" -m "$MEM"
 		-kernel "$KERNEL" -initrd "$INITRAMFS"
-		-append "console=ttyS0,115200 panic=-1 mitigations=off ${guest_env[*]} $append"
+		-append "console=ttyS0,115200 panic=-1 mitigations=off ${VMCACHE_APPEND:-} ${guest_env[*]} $append"
 		-serial "$console" -serial "$ktap" "$@")
 }
 
