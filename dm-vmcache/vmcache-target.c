@@ -830,14 +830,8 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	r = -ENOMEM;
 	ti->error = "Cannot allocate cache resources";
-	/*
-	 * Unbound: writeback, commits and fills are queued from the CPU that
-	 * maps a bio, and a bound queue would run them there, preempting the
-	 * submitter while another CPU idles (sustained random writes in a
-	 * 2-CPU guest: p99 7.0-9.6 ms bound, 3.7-5.2 ms unbound).
-	 */
-	c->wq = alloc_workqueue("vmcache-%s", WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
-				c->name);
+	/* bound; writeback has an unbound queue of its own (vmc_wb_create) */
+	c->wq = alloc_workqueue("vmcache-%s", WQ_MEM_RECLAIM, 0, c->name);
 	if (!c->wq)
 		goto bad;
 	/* first: it initialises the works that teardown cancels */

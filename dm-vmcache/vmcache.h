@@ -293,6 +293,7 @@ struct vmcache {
 
 	/* writeback (vmcache-writeback.c) */
 	struct dm_io_client *wb_io_client;
+	struct workqueue_struct *wb_wq;	/* unbound: wb_work only */
 	struct delayed_work wb_work;
 	spinlock_t wb_lock;		/* wb_done: jobs whose I/O completed */
 	struct list_head wb_done;
