@@ -293,9 +293,12 @@ int vmc_commit(struct vmcache *c, bool clean)
 	return r;
 }
 
-void vmc_commit_work(struct work_struct *ws)
+/*
+ * Both works run this; concurrent runs (one on each queue) take turns at
+ * c->commit_lock inside vmc_md_flush() and vmc_md_commit().
+ */
+static void commit_work(struct vmcache *c)
 {
-	struct vmcache *c = container_of(ws, struct vmcache, commit_work);
 	struct bio_list bios, held;
 	struct bio *bio;
 	int r;
@@ -319,11 +322,27 @@ void vmc_commit_work(struct work_struct *ws)
 		vmc_commit(c, false);
 }
 
+void vmc_commit_work(struct work_struct *ws)
+{
+	commit_work(container_of(ws, struct vmcache, commit_work));
+}
+
+void vmc_bg_commit_work(struct work_struct *ws)
+{
+	commit_work(container_of(ws, struct vmcache, bg_commit_work));
+}
+
+/* a commit no bio waits for (freed blocks to reuse, lazy changes) */
+void vmc_commit_soon(struct vmcache *c)
+{
+	queue_work(c->bg_wq, &c->bg_commit_work);
+}
+
 /* commit soon, lazy changes included (see vmcache.h, md_needed) */
 void vmc_commit_lazy(struct vmcache *c)
 {
 	atomic_set(&c->commit_lazy, 1);
-	queue_work(c->wq, &c->commit_work);
+	vmc_commit_soon(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1537,7 +1556,7 @@ static bool map_across_blocks(struct vmcache *c, struct bio *bio,
 	else if (kind != RUN_NONE && !(kind == RUN_ORIGIN && seq))
 		vmc_mrc_run(c->mrc, first, n, is_write, false);
 	if (need_commit)
-		queue_work(c->wq, &c->commit_work);
+		vmc_commit_soon(c);
 	if (pb->flags & VMC_PB_OVERLAY)
 		send_overlays(pb);
 
@@ -1719,7 +1738,7 @@ int vmc_map(struct dm_target *ti, struct bio *bio)
 	spin_unlock_irqrestore(&c->lock, flags);
 	vmc_mrc_access(c->mrc, rq.oblock, is_write, seq);
 	if (need_commit)
-		queue_work(c->wq, &c->commit_work);
+		vmc_commit_soon(c);
 
 	switch (route) {
 	case R_READ_HIT:

@@ -9,6 +9,8 @@ int vmc_map(struct dm_target *ti, struct bio *bio);
 int vmc_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error);
 void vmc_defer_flush(struct vmcache *c, struct bio *bio);
 void vmc_commit_work(struct work_struct *ws);
+void vmc_bg_commit_work(struct work_struct *ws);
+void vmc_commit_soon(struct vmcache *c);
 void vmc_discard_work(struct work_struct *ws);
 
 /* commit and send on (or fail) the writes that waited for it */

@@ -639,7 +639,7 @@ static void periodic_work(struct work_struct *ws)
 		c->lazy_due = jiffies + lazy_period();
 		vmc_commit_lazy(c);
 	} else {
-		queue_work(c->wq, &c->commit_work);
+		vmc_commit_soon(c);
 	}
 	queue_delayed_work(c->wq, &c->periodic_work, VMC_COMMIT_PERIOD);
 }
@@ -650,6 +650,7 @@ static void quiesce(struct vmcache *c)
 	vmc_wb_stop(c);
 	cancel_delayed_work_sync(&c->periodic_work);
 	flush_workqueue(c->wq);
+	flush_workqueue(c->bg_wq);
 	wait_var_event(&c->internal_io, !atomic_read(&c->internal_io));
 }
 
@@ -657,10 +658,12 @@ static void quiesce(struct vmcache *c)
 static void vmc_destroy(struct vmcache *c)
 {
 	/* postsuspend committed; a table never resumed must not write */
-	if (c->wq) {
+	if (c->wq && c->bg_wq)
 		quiesce(c);
+	if (c->bg_wq)
+		destroy_workqueue(c->bg_wq);
+	if (c->wq)
 		destroy_workqueue(c->wq);
-	}
 	vmc_sysfs_del(c);
 	release_devices(c);
 	vmc_wb_destroy(c);
@@ -797,6 +800,7 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&c->remap_bios);
 	bio_list_init(&c->discard_bios);
 	INIT_WORK(&c->commit_work, vmc_commit_work);
+	INIT_WORK(&c->bg_commit_work, vmc_bg_commit_work);
 	INIT_WORK(&c->fill_work, vmc_fill_work);
 	INIT_WORK(&c->discard_work, vmc_discard_work);
 	INIT_WORK(&c->event_work, event_work);
@@ -830,9 +834,11 @@ static int vmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	r = -ENOMEM;
 	ti->error = "Cannot allocate cache resources";
-	/* bound; writeback has an unbound queue of its own (vmc_wb_create) */
+	/* bound and unbound: see struct vmcache */
 	c->wq = alloc_workqueue("vmcache-%s", WQ_MEM_RECLAIM, 0, c->name);
-	if (!c->wq)
+	c->bg_wq = alloc_workqueue("vmcache-bg-%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				   0, c->name);
+	if (!c->wq || !c->bg_wq)
 		goto bad;
 	/* first: it initialises the works that teardown cancels */
 	r = vmc_wb_create(c);

@@ -103,7 +103,7 @@ struct vmc_wb_pick {
 
 static void kick_now(struct vmcache *c)
 {
-	mod_delayed_work(c->wb_wq, &c->wb_work, 0);
+	mod_delayed_work(c->bg_wq, &c->wb_work, 0);
 }
 
 void vmc_wb_kick(struct vmcache *c)
@@ -836,7 +836,7 @@ static void wb_work(struct work_struct *ws)
 	}
 	/* completions kick us; the timer is for the rate and the ages */
 	if (!stopping)
-		queue_delayed_work(c->wb_wq, &c->wb_work, next);
+		queue_delayed_work(c->bg_wq, &c->wb_work, next);
 }
 
 int vmc_wb_create(struct vmcache *c)
@@ -851,20 +851,6 @@ int vmc_wb_create(struct vmcache *c)
 					 sizeof(*c->wb_picks)));
 	if (!c->wb_picks)
 		return -ENOMEM;
-	/*
-	 * Unbound, unlike c->wq: copying is throughput work, and a bound
-	 * queue runs it on the CPU that kicked it, behind the submitter,
-	 * while another CPU idles (sustained random writes, 2-CPU guest,
-	 * one boot: p99 7.0-9.6 ms bound, 3.7-5.2 ms unbound).  Commits stay
-	 * bound: a flush waits for them, and on the submitter's CPU they run
-	 * as soon as it sleeps, without a cross-CPU wakeup (fsync after each
-	 * 4 KiB write, in two boots: 2,998 IOPS with them unbound, 10,239
-	 * bound).
-	 */
-	c->wb_wq = alloc_workqueue("vmcache-wb-%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
-				   0, c->name);
-	if (!c->wb_wq)
-		return -ENOMEM;
 	/* its own mempools: metadata I/O never waits behind copies */
 	c->wb_io_client = dm_io_client_create();
 	if (IS_ERR(c->wb_io_client)) {
@@ -878,9 +864,6 @@ int vmc_wb_create(struct vmcache *c)
 
 void vmc_wb_stop(struct vmcache *c)
 {
-	/* a constructor that failed before the queue: nothing ever ran */
-	if (!c->wb_wq)
-		return;
 	WRITE_ONCE(c->wb_stopping, true);
 	cancel_delayed_work_sync(&c->wb_work);
 	/*
@@ -901,9 +884,6 @@ void vmc_wb_start(struct vmcache *c)
 
 void vmc_wb_destroy(struct vmcache *c)
 {
-	if (c->wb_wq)
-		destroy_workqueue(c->wb_wq);
-	c->wb_wq = NULL;
 	if (c->wb_io_client)
 		dm_io_client_destroy(c->wb_io_client);
 	c->wb_io_client = NULL;

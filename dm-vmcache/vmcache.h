@@ -279,8 +279,17 @@ struct vmcache {
 	unsigned long start_time;	/* jiffies at load, for dirtied stamps */
 	atomic_t internal_io;		/* our own bios in flight */
 
+	/*
+	 * wq is bound: what a bio waits for (a flush, a held write) runs on
+	 * the CPU that queued it, as soon as the submitter sleeps, without a
+	 * cross-CPU wakeup.  bg_wq is unbound: writeback and the commits no
+	 * bio waits for run beside the submitter, not behind it (see
+	 * Documentation/vmcache.rst, Locks and contexts).
+	 */
 	struct workqueue_struct *wq;
-	struct work_struct commit_work;
+	struct workqueue_struct *bg_wq;
+	struct work_struct commit_work;	/* on wq: a bio waits */
+	struct work_struct bg_commit_work;	/* on bg_wq: none does */
 	struct delayed_work periodic_work;
 	spinlock_t defer_lock;		/* the two bio lists below */
 	struct bio_list flush_bios;	/* waiting for a commit */
@@ -293,8 +302,7 @@ struct vmcache {
 
 	/* writeback (vmcache-writeback.c) */
 	struct dm_io_client *wb_io_client;
-	struct workqueue_struct *wb_wq;	/* unbound: wb_work only */
-	struct delayed_work wb_work;
+	struct delayed_work wb_work;	/* on bg_wq */
 	spinlock_t wb_lock;		/* wb_done: jobs whose I/O completed */
 	struct list_head wb_done;
 	/* the worker's own from here to wb_retry_at */
