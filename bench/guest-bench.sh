@@ -822,7 +822,7 @@ pairs_bench() {
 	vmc_make mode writeback "${WB_HELD[@]}" || return 1
 	fio_run $dev --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="${HOT_MIB}M" \
 		--randseed=5 >/dev/null
-	local d0 w0 w1 side
+	local d0 w0 w1 side iops
 	for i in $(seq "$PAIR_ROUNDS"); do
 		for side in held active; do
 			dmsetup message b_vmc 0 set writeback_high 100
@@ -840,13 +840,10 @@ pairs_bench() {
 			fi
 			d0=$(vmc_st blocks_dirty)
 			w0=$(vmc_st writeback_done)
-			if [ $side = held ]; then
-				a=$(pair_io $dev randwrite)
-			else
-				b=$(pair_io $dev randwrite)
-			fi
+			iops=$(pair_io $dev randwrite)
+			if [ $side = held ]; then a=$iops; else b=$iops; fi
 			w1=$(vmc_st writeback_done)
-			say "  $side round $i: ${a:-?} / ${b:-?} IOPS, dirty $d0 before, $((w1 - w0)) written back"
+			say "  $side round $i: ${iops:-?} IOPS, dirty $d0 before, $((w1 - w0)) written back"
 		done
 		echo "PAIR wbactive $i ${a:--} ${b:--} vmcache-wb writeback held / running (low 10, high 50): dirty $d0 blocks, $((w1 - w0)) written back"
 	done
