@@ -824,7 +824,8 @@ out:
 }
 
 /* writeback, process context: the sub-blocks whose copy in @buf is bad */
-u8 vmc_crc_check_buf(struct vmcache *c, u32 cblock, u8 mask, const void *buf)
+u8 vmc_crc_check_pages(struct vmcache *c, u32 cblock, u8 mask,
+		       const struct page_list *pl, u32 sector)
 {
 	u32 first = __ffs(mask), n = fls(mask) - first, k, crc[VMC_SUBBLOCKS];
 	struct vmc_block *b = &c->blocks[cblock];
@@ -837,8 +838,16 @@ u8 vmc_crc_check_buf(struct vmcache *c, u32 cblock, u8 mask, const void *buf)
 			    c->name, cblock);
 		return mask;
 	}
-	for (k = 0; k < n; k++)
-		crc[k] = data_crc(buf + ((size_t)k << SECTOR_SHIFT), SECTOR_SIZE);
+	/* a sector never straddles two pages */
+	for (k = 0; k < n; k++, sector++) {
+		void *p;
+
+		for (; sector >= PAGE_SECTORS; sector -= PAGE_SECTORS)
+			pl = pl->next;
+		p = kmap_local_page(pl->page);
+		crc[k] = data_crc(p + (sector << SECTOR_SHIFT), SECTOR_SIZE);
+		kunmap_local(p);
+	}
 	spin_lock_irq(&c->lock);
 	for (k = 0; k < n; k++) {
 		u32 sub = first + k;

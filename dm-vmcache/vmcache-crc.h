@@ -37,7 +37,12 @@ void vmc_crc_defer(struct vmcache *c, struct bio *bio);
 bool vmc_crc_is_bounce(struct bio *bio);
 bool vmc_crc_read_needs_check(struct vmcache *c, struct bio *bio);
 void vmc_crc_work(struct work_struct *ws);
-/* writeback: the sub-blocks of @mask whose data in @buf fails its CRC */
-u8 vmc_crc_check_buf(struct vmcache *c, u32 cblock, u8 mask, const void *buf);
+/*
+ * writeback: the sub-blocks of @mask whose data fails its CRC; the data
+ * starts @sector sectors into the first page of @pl
+ */
+struct page_list;
+u8 vmc_crc_check_pages(struct vmcache *c, u32 cblock, u8 mask,
+		       const struct page_list *pl, u32 sector);
 
 #endif /* DM_VMCACHE_CRC_H */

@@ -7,7 +7,8 @@
  *             written in the last second or two only when urgent or idle;
  *   copy      blocks adjacent on the origin form one job, however scattered
  *             they are on the cache: one dm-io read per cache-contiguous
- *             piece into one buffer, then one dm-io write to the origin;
+ *             piece into one buffer (pages of the worker's pool), then
+ *             one dm-io write to the origin;
  *   flush     jobs whose origin write completed wait for an origin flush,
  *             sent (asynchronously) when 4 MiB are copied, the oldest copy
  *             has waited half a second, or urgent copying has stopped;
@@ -50,7 +51,6 @@
 #include <linux/blkdev.h>
 #include <linux/dm-io.h>
 #include <linux/jiffies.h>
-#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/vmalloc.h>
@@ -88,7 +88,8 @@ struct vmc_wb_job {
 	bool read_err, write_err;
 	bool sync;		/* its origin write is REQ_SYNC | REQ_IDLE */
 	u32 start_us, took_us;	/* its origin write: issued, how long */
-	void *buf;
+	u32 nr_pages;		/* of the buffer; 0 once given back */
+	struct page_list *pages;	/* the buffer, chained for dm-io */
 	struct vmc_wb_piece *pieces;
 	struct vmc_wb_item items[];
 };
@@ -285,24 +286,28 @@ static void flush_endio(struct bio *bio)
 /* ------------------------------------------------------------------ */
 /* the worker's stages */
 
+/* the page holding sector @offset of @j's buffer, and where in it */
+static struct page_list *job_page(struct vmc_wb_job *j, u32 offset,
+				  u32 *in_page)
+{
+	*in_page = offset & (PAGE_SECTORS - 1);
+	return &j->pages[offset >> PAGE_SECTORS_SHIFT];
+}
+
 static void job_io(struct vmcache *c, struct vmc_wb_job *j, blk_opf_t opf,
 		   struct dm_io_region *where, u32 offset, io_notify_fn fn)
 {
 	struct dm_io_request req = {
 		.bi_opf = opf,
+		.mem.type = DM_IO_PAGE_LIST,
 		.notify.fn = fn,
 		.notify.context = j,
 		.client = c->wb_io_client,
 	};
-	void *p = j->buf + ((size_t)offset << SECTOR_SHIFT);
+	u32 in_page;
 
-	if (is_vmalloc_addr(j->buf)) {
-		req.mem.type = DM_IO_VMA;
-		req.mem.ptr.vma = p;
-	} else {
-		req.mem.type = DM_IO_KMEM;
-		req.mem.ptr.addr = p;
-	}
+	req.mem.ptr.pl = job_page(j, offset, &in_page);
+	req.mem.offset = in_page << SECTOR_SHIFT;
 	/* async: errors come back through @fn */
 	dm_io(&req, 1, where, NULL, IOPRIO_DEFAULT);
 }
@@ -483,29 +488,92 @@ static u32 pick_sectors(struct vmcache *c, struct vmc_wb_pick *p)
 	return (u32)(p->last - p->first) << c->sub_shift;
 }
 
+/*
+ * Buffer pages come from the worker's pool, back to it when a job ends,
+ * and are freed once writeback is idle.  A fresh page is cleared first
+ * (init_on_alloc, on in Debian's kernels): in a drain of 256 KiB jobs that
+ * was a third of the worker's CPU time.  The pool never holds more than
+ * one window of buffers (VMC_WB_WINDOW_BYTES).  The worker's own: no lock.
+ */
+static struct page *pool_get(struct vmcache *c)
+{
+	struct page *p = list_first_entry_or_null(&c->wb_pool, struct page,
+						  lru);
+
+	if (!p)
+		return alloc_page(GFP_NOIO | __GFP_NOWARN);
+	list_del(&p->lru);
+	return p;
+}
+
+/* give @j's buffer back to the pool */
+static void pool_put(struct vmcache *c, struct vmc_wb_job *j)
+{
+	u32 i;
+
+	for (i = 0; i < j->nr_pages; i++)
+		if (j->pages[i].page)
+			list_add(&j->pages[i].page->lru, &c->wb_pool);
+	j->nr_pages = 0;
+}
+
+static void pool_drain(struct vmcache *c)
+{
+	struct page *p, *tmp;
+
+	list_for_each_entry_safe(p, tmp, &c->wb_pool, lru) {
+		list_del(&p->lru);
+		__free_page(p);
+	}
+}
+
+static void free_job(struct vmcache *c, struct vmc_wb_job *j)
+{
+	pool_put(c, j);
+	kfree(j);
+}
+
+/* a job of @n items and @sectors, its pieces and page list in one piece */
+static struct vmc_wb_job *alloc_job(struct vmcache *c, u32 n, u32 sectors)
+{
+	u32 i, nr_pages = DIV_ROUND_UP(sectors, PAGE_SECTORS);
+	struct vmc_wb_job *j;
+	size_t pieces_at = ALIGN(struct_size(j, items, n),
+				 __alignof__(struct vmc_wb_piece));
+	size_t pages_at = ALIGN(pieces_at + n * sizeof(struct vmc_wb_piece),
+				__alignof__(struct page_list));
+
+	j = kzalloc(pages_at + nr_pages * sizeof(struct page_list),
+		    GFP_NOIO | __GFP_NOWARN);
+	if (!j)
+		return NULL;
+	j->pieces = (void *)j + pieces_at;
+	j->pages = (void *)j + pages_at;
+	j->nr_pages = nr_pages;
+	for (i = 0; i < nr_pages; i++) {
+		j->pages[i].page = pool_get(c);
+		if (!j->pages[i].page) {
+			free_job(c, j);
+			return NULL;
+		}
+		j->pages[i].next = i + 1 < nr_pages ? &j->pages[i + 1] : NULL;
+	}
+	return j;
+}
+
 /* picks [first, first + n) adjacent on the origin: one job */
 static struct vmc_wb_job *make_job(struct vmcache *c, u32 first, u32 n)
 {
 	struct vmc_wb_pick *p = &c->wb_picks[first];
 	struct vmc_wb_job *j;
-	unsigned int noio;
 	u32 i, sectors = 0;
 
-	noio = memalloc_noio_save();
-	j = kzalloc(struct_size(j, items, n) + n * sizeof(*j->pieces),
-		    GFP_KERNEL | __GFP_NOWARN);
 	for (i = 0; i < n; i++)
 		sectors += pick_sectors(c, &p[i]);
-	if (j)
-		j->buf = kvmalloc((size_t)sectors << SECTOR_SHIFT,
-				  GFP_KERNEL | __GFP_NOWARN);
-	memalloc_noio_restore(noio);
-	if (!j || !j->buf) {
-		kfree(j);
+	j = alloc_job(c, n, sectors);
+	if (!j)
 		return NULL;
-	}
 	j->c = c;
-	j->pieces = (struct vmc_wb_piece *)&j->items[n];
 	j->osector = pick_osector(c, p);
 	j->sectors = sectors;
 	j->nr_items = n;
@@ -601,8 +669,7 @@ static void finish_item(struct vmcache *c, struct vmc_wb_item *it)
 
 /*
  * Release each job's blocks, a job per lock hold (a flush may cover a
- * thousand blocks), and free it outside the lock: its buffer may come
- * from vmalloc, and vfree() may sleep.
+ * thousand blocks).
  */
 static void end_jobs(struct vmcache *c, struct list_head *jobs)
 {
@@ -616,8 +683,7 @@ static void end_jobs(struct vmcache *c, struct list_head *jobs)
 			finish_item(c, &j->items[i]);
 		spin_unlock_irq(&c->lock);
 		atomic_sub(j->nr_items, &c->wb_inflight_blocks);
-		kvfree(j->buf);
-		kfree(j);
+		free_job(c, j);
 	}
 }
 
@@ -667,9 +733,11 @@ static bool crc_ok(struct vmcache *c, struct vmc_wb_job *j)
 
 	for (i = 0; c->data_crc && i < j->nr_items; i++) {
 		struct vmc_wb_item *it = &j->items[i];
+		u32 in_page;
+		struct page_list *pl = job_page(j, off, &in_page);
 
-		it->lost = vmc_crc_check_buf(c, it->cblock, it->mask,
-					     j->buf + ((size_t)off << SECTOR_SHIFT));
+		it->lost = vmc_crc_check_pages(c, it->cblock, it->mask, pl,
+					       in_page);
 		ok &= !it->lost;
 		off += hweight8(it->mask) << c->sub_shift;
 	}
@@ -718,8 +786,7 @@ static void reap_job(struct vmcache *c, struct vmc_wb_job *j,
 	for (i = 0; i < j->nr_items; i++)
 		j->items[i].lat_us = j->took_us;
 	/* the data is in the origin's cache: the buffer can go now */
-	kvfree(j->buf);
-	j->buf = NULL;
+	pool_put(c, j);
 	j->stage = JOB_COPIED;
 	if (!c->wb_copied)
 		c->wb_copied_at = jiffies;
@@ -827,6 +894,7 @@ static void wb_work(struct work_struct *ws)
 		next = max_t(long, c->wb_copied_at + VMC_WB_FLUSH_WAIT - jiffies,
 			     1);
 	if (wb_idle(c)) {
+		pool_drain(c);
 		check_drained(c);
 		if (stopping) {
 			WRITE_ONCE(c->wb_busy, false);
@@ -846,6 +914,7 @@ int vmc_wb_create(struct vmcache *c)
 	INIT_LIST_HEAD(&c->wb_done);
 	INIT_LIST_HEAD(&c->wb_copied_jobs);
 	INIT_LIST_HEAD(&c->wb_flushing_jobs);
+	INIT_LIST_HEAD(&c->wb_pool);
 	c->wb_stopping = true;
 	c->wb_picks = vmalloc(array_size(VMC_WB_MAX_ITEMS,
 					 sizeof(*c->wb_picks)));
@@ -887,6 +956,9 @@ void vmc_wb_destroy(struct vmcache *c)
 	if (c->wb_io_client)
 		dm_io_client_destroy(c->wb_io_client);
 	c->wb_io_client = NULL;
+	/* vmc_wb_stop() leaves the pool empty; wb_picks: it was initialised */
+	if (c->wb_picks)
+		pool_drain(c);
 	vfree(c->wb_picks);
 	c->wb_picks = NULL;
 }

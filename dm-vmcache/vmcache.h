@@ -309,6 +309,7 @@ struct vmcache {
 	struct list_head wb_copied_jobs;	/* written, await a flush */
 	struct list_head wb_flushing_jobs;	/* covered by the flush */
 	struct vmc_wb_pick *wb_picks;
+	struct list_head wb_pool;	/* free buffer pages, see pool_get() */
 	u32 wb_copying;			/* blocks being read or written */
 	u32 wb_copied;			/* blocks on wb_copied_jobs */
 	unsigned long wb_copied_at;	/* jiffies: the oldest of them */
