@@ -164,7 +164,7 @@ AWKLIB='
 	fi
 	if grep -q '^DRAIN ' "$raw"; then
 		echo
-		echo "Drain of a large dirty set (random 4 KiB blocks; time from the drain request to nothing dirty):"
+		echo "Drain of a large dirty set (random 4 KiB blocks; time from the drain request to the origin's last I/O, nothing dirty then):"
 		printf '  %-15s %9s %9s %8s %8s %8s %10s %8s  %s\n' target "dirty MiB" seconds "MB/s" "x oseq" "x orand" "orig reqs" "req/4k" ""
 		awk "$AWKLIB"'/^WB origin-seq-write/ { os = $5 } /^WB origin-rand-write/ { orr = $5 }
 			/^DRAIN / { t[++n] = $2; d[$2] = $3; s[$2] = $4; m[$2] = $5; q[$2] = $6; no[$2] = rest(7) }
