@@ -413,7 +413,7 @@ wait_until() {
 # is the time of the origin's last I/O before the check saw it drained.
 # The origin's stat line is read every 20 ms with bash builtins; the check
 # (a dmsetup status: a fork and exec, 30-80 ms of a TCG guest's CPU) runs
-# once the origin has been still for 100 ms, and every second.  Checking
+# when the origin has been still for 100 ms, and every second.  Checking
 # every 50 ms took most of a CPU from the drain it timed (a 128 MiB
 # contiguous drain: 2.4 s against 1.6 s).  1 on timeout.
 exec {NAP_FD}<> <(:)	# read -t on it: a sleep without a fork
@@ -431,7 +431,7 @@ drain_wait() {
 		else
 			still=$((still + 1))
 		fi
-		if [ "$still" -ge 5 ] || [ $((now - chk)) -ge 1000000 ]; then
+		if [ "$still" -eq 5 ] || [ $((now - chk)) -ge 1000000 ]; then
 			chk=$now
 			if "$@"; then
 				DRAIN_END_MS=$((last / 1000))
